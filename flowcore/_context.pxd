@@ -1,0 +1,15 @@
+# C layout of flowcore._context for the compiled build (the .py beside it is the one source).
+cimport cython
+
+@cython.final
+@cython.freelist(16)
+cdef class ChatMessage:
+    cdef readonly object _role
+    cdef readonly str _content
+    cdef readonly object _timestamp
+
+@cython.final
+cdef class Context:
+    cdef public dict _data
+    cdef public object _chat
+    cdef public object _max_chat_messages

@@ -1,0 +1,248 @@
+"""Context: the key-value data and chat history a task reads and writes.
+
+A hot-path module: plain typed Python, compiled by Cython where ``_context.pxd`` declares the
+C layout.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import deque
+from collections.abc import Iterable, Iterator, KeysView, Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+from flowcore._errors import ContextError
+
+__all__ = ["ChatMessage", "Context", "MessageRole"]
+
+_UTC = timezone.utc
+_MISSING: Any = object()
+
+
+class MessageRole(enum.Enum):
+    """Who wrote a chat message."""
+
+    USER = "user"
+    ASSISTANT = "assistant"
+    SYSTEM = "system"
+
+
+class ChatMessage:
+    """One chat message: ``role``, ``content`` and a UTC ``timestamp``. Immutable."""
+
+    __slots__ = ("_content", "_role", "_timestamp")
+    __match_args__ = ("role", "content", "timestamp")
+
+    def __init__(self, role: MessageRole, content: str, timestamp: datetime | None = None) -> None:
+        if not isinstance(role, MessageRole):
+            raise TypeError(f"ChatMessage role must be a MessageRole, got {type(role).__name__}")
+        if type(content) is not str:
+            raise TypeError(f"ChatMessage content must be a str, got {type(content).__name__}")
+        if timestamp is None:
+            timestamp = datetime.now(_UTC)
+        elif not isinstance(timestamp, datetime) or timestamp.tzinfo is None:
+            raise TypeError("ChatMessage timestamp must be an aware datetime (UTC)")
+        else:
+            timestamp = timestamp.astimezone(_UTC)
+        self._role = role
+        self._content = content
+        self._timestamp = timestamp
+
+    @property
+    def role(self) -> MessageRole:
+        """``MessageRole.USER``, ``ASSISTANT`` or ``SYSTEM``."""
+        return self._role
+
+    @property
+    def content(self) -> str:
+        """The text of the message."""
+        return self._content
+
+    @property
+    def timestamp(self) -> datetime:
+        """When the message was added, in UTC."""
+        return self._timestamp
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ChatMessage):
+            return NotImplemented
+        return (
+            self._role is other._role
+            and self._content == other._content
+            and self._timestamp == other._timestamp
+        )
+
+    def __hash__(self) -> int:
+        return hash((self._role, self._content, self._timestamp))
+
+    def __repr__(self) -> str:
+        return (
+            f"ChatMessage(role={self._role}, content={self._content!r}, "
+            f"timestamp={self._timestamp.isoformat()!r})"
+        )
+
+
+def _key_error(key: object) -> ContextError:
+    return ContextError(
+        f"Context keys must be str, got {type(key).__name__}: {key!r}; convert the key with str()"
+    )
+
+
+class Context:
+    """The data a task reads and writes (string keys) plus a chat history.
+
+    ``Context(max_chat_messages=1000)`` keeps at most that many chat messages, dropping the oldest
+    first; ``None`` keeps all, ``0`` keeps none. ``set`` stores the object itself: values are
+    copied only when the session is saved and loaded.
+    """
+
+    __slots__ = ("_chat", "_data", "_max_chat_messages")
+
+    def __init__(
+        self,
+        data: Mapping[str, Any] | None = None,
+        *,
+        max_chat_messages: int | None = 1000,
+    ) -> None:
+        if max_chat_messages is not None and (
+            type(max_chat_messages) is not int or max_chat_messages < 0
+        ):
+            raise ContextError(
+                "max_chat_messages must be None or an int >= 0, got "
+                f"{type(max_chat_messages).__name__}: {max_chat_messages!r}"
+            )
+        self._data: dict[str, Any] = {}
+        self._chat: deque[ChatMessage] = deque(maxlen=max_chat_messages)
+        self._max_chat_messages = max_chat_messages
+        if data is not None:
+            self.update(data)
+
+    # -- data ---------------------------------------------------------------------------------
+
+    def set(self, key: str, value: Any) -> None:
+        """Store ``value`` under ``key`` (the object itself, not a copy)."""
+        if type(key) is not str:
+            raise _key_error(key)
+        self._data[key] = value
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The value under ``key``, or ``default`` when there is none."""
+        if type(key) is not str:
+            raise _key_error(key)
+        return self._data.get(key, default)
+
+    def remove(self, key: str) -> Any:
+        """Remove ``key`` and return its value (None when it was absent)."""
+        if type(key) is not str:
+            raise _key_error(key)
+        return self._data.pop(key, None)
+
+    def update(self, values: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> None:
+        """``set`` every key and value of a mapping (or of an iterable of pairs)."""
+        items = values.items() if isinstance(values, Mapping) else values
+        data = self._data
+        for key, value in items:
+            if type(key) is not str:
+                raise _key_error(key)
+            data[key] = value
+
+    def clear(self) -> None:
+        """Remove every key; the chat history stays."""
+        self._data.clear()
+
+    def keys(self) -> KeysView[str]:
+        """The keys, as a live view."""
+        return self._data.keys()
+
+    def items(self) -> Iterator[tuple[str, Any]]:
+        """(key, value) pairs, in insertion order."""
+        return iter(list(self._data.items()))
+
+    def to_dict(self) -> dict[str, Any]:
+        """A shallow copy of the data as a dict."""
+        return dict(self._data)
+
+    def __contains__(self, key: object) -> bool:
+        if type(key) is not str:
+            raise _key_error(key)
+        return key in self._data
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._data))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Context):
+            return NotImplemented
+        return (
+            self._data == other._data
+            and list(self._chat) == list(other._chat)
+            and self._max_chat_messages == other._max_chat_messages
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    def __repr__(self) -> str:
+        return f"Context({self._data!r}, chat_messages={len(self._chat)})"
+
+    # -- chat ---------------------------------------------------------------------------------
+
+    @property
+    def max_chat_messages(self) -> int | None:
+        """How many chat messages are kept (None: all)."""
+        return self._max_chat_messages
+
+    def add_message(self, message: ChatMessage) -> None:
+        """Append a ChatMessage (the oldest go first once the cap is reached)."""
+        if not isinstance(message, ChatMessage):
+            raise ContextError(f"add_message takes a ChatMessage, got {type(message).__name__}")
+        self._chat.append(message)
+
+    def add_user_message(self, text: str) -> None:
+        """Append a message from the user."""
+        self._chat.append(ChatMessage(MessageRole.USER, text))
+
+    def add_assistant_message(self, text: str) -> None:
+        """Append a message from the assistant."""
+        self._chat.append(ChatMessage(MessageRole.ASSISTANT, text))
+
+    def add_system_message(self, text: str) -> None:
+        """Append a system message."""
+        self._chat.append(ChatMessage(MessageRole.SYSTEM, text))
+
+    def get_chat_history(self) -> list[ChatMessage]:
+        """Every kept message, oldest first (an independent list)."""
+        return list(self._chat)
+
+    def get_last_messages(self, n: int) -> list[ChatMessage]:
+        """The last ``n`` messages, oldest first (all if n >= the length; none if n == 0)."""
+        if type(n) is not int or n < 0:
+            raise ContextError(f"get_last_messages takes an int >= 0, got {n!r}")
+        chat = self._chat
+        length = len(chat)
+        if n >= length:
+            return list(chat)
+        return [chat[i] for i in range(length - n, length)]
+
+    def chat_history_len(self) -> int:
+        """How many messages are kept."""
+        return len(self._chat)
+
+    def clear_chat_history(self) -> None:
+        """Remove every chat message; the data stays."""
+        self._chat.clear()
+
+    def messages_for_llm(self) -> list[dict[str, str]]:
+        """The history as ``[{"role": "user", "content": ...}, ...]``, oldest first."""
+        return [{"role": m._role.value, "content": m._content} for m in self._chat]
+
+    # -- snapshots (used by retries and the codec) ------------------------------------------
+
+    def _restore_from(self, other: Context) -> None:
+        """Take over ``other``'s data and chat (used to undo a failed attempt)."""
+        self._data = other._data
+        self._chat = other._chat
+        self._max_chat_messages = other._max_chat_messages

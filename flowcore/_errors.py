@@ -1,0 +1,107 @@
+"""The exceptions flowcore raises.
+
+Every error is a :class:`GraphError`, so one ``except GraphError`` catches them all::
+
+    GraphError
+    ├── TaskExecutionFailed       a task (or an edge predicate) raised, or timed out
+    ├── TaskNotFound              an id names no task of the graph
+    ├── SessionNotFound           no session is stored under an id
+    ├── InvalidEdge               GraphBuilder.build() found an edge to an unknown task
+    ├── ExecutionLimitExceeded    one step ran more than Graph.max_steps tasks
+    ├── ContextError              a bad key, or a bad use of the Context
+    │   └── SerializationError    a context value cannot be stored
+    └── StorageError              a backend failed, or a stored blob is unreadable
+        └── SessionConflict       another writer saved the session first
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ContextError",
+    "ExecutionLimitExceeded",
+    "GraphError",
+    "InvalidEdge",
+    "SerializationError",
+    "SessionConflict",
+    "SessionNotFound",
+    "StorageError",
+    "TaskExecutionFailed",
+    "TaskNotFound",
+]
+
+
+class GraphError(Exception):
+    """Base class of every flowcore error."""
+
+
+class TaskExecutionFailed(GraphError):
+    """A task raised, timed out or returned something other than a TaskResult.
+
+    ``task_id`` names the task; the original exception is ``__cause__``.
+    """
+
+    def __init__(self, task_id: str, message: str) -> None:
+        super().__init__(message)
+        self.task_id = task_id
+
+    @classmethod
+    def failed(cls, task_id: str, cause: object) -> TaskExecutionFailed:
+        """``Task '<id>' failed: <cause>``."""
+        return cls(task_id, f"Task '{task_id}' failed: {cause}")
+
+    @classmethod
+    def timed_out(cls, task_id: str, seconds: float) -> TaskExecutionFailed:
+        """``Task '<id>' timed out after <seconds>s``."""
+        return cls(task_id, f"Task '{task_id}' timed out after {seconds:g}s")
+
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:
+        return (type(self), (self.task_id, str(self)))
+
+
+class TaskNotFound(GraphError):
+    """An id names no task of the graph. ``task_id`` is that id."""
+
+    def __init__(self, task_id: str, message: str | None = None) -> None:
+        super().__init__(message or f"Task '{task_id}' not found in the graph")
+        self.task_id = task_id
+
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:
+        return (type(self), (self.task_id, str(self)))
+
+
+class SessionNotFound(GraphError):
+    """No session is stored under ``session_id``."""
+
+    def __init__(self, session_id: str) -> None:
+        super().__init__(
+            f"Session '{session_id}' not found: create it first "
+            "(FlowRunner.create_session or storage.save)"
+        )
+        self.session_id = session_id
+
+    def __reduce__(self) -> tuple[type, tuple[str]]:
+        return (type(self), (self.session_id,))
+
+
+class InvalidEdge(GraphError):
+    """An edge names a task that is not in the graph."""
+
+
+class ExecutionLimitExceeded(GraphError):
+    """One step would run more tasks than ``Graph.max_steps`` allows."""
+
+
+class ContextError(GraphError):
+    """A context key is not a string, or the context was used wrongly."""
+
+
+class SerializationError(ContextError):
+    """A context value cannot be stored; the message names the key path and the type."""
+
+
+class StorageError(GraphError):
+    """A storage backend failed, or a stored session could not be read."""
+
+
+class SessionConflict(StorageError):
+    """Another writer saved the session after it was loaded (or it already exists)."""

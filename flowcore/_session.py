@@ -1,0 +1,92 @@
+"""Session: one run of a workflow, as it is stored between steps."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from flowcore._context import Context
+from flowcore._errors import ContextError
+
+__all__ = ["HISTORY_LIMIT", "Session"]
+
+HISTORY_LIMIT = 100
+"""How many ids of tasks left a session remembers for GoBack."""
+
+
+class Session:
+    """The state of one workflow run: where it is, its context, and its stored version.
+
+    Make one with :meth:`Session.new_from_task` or ``FlowRunner.create_session``.
+    """
+
+    __slots__ = (
+        "context",
+        "current_task_id",
+        "graph_id",
+        "history",
+        "id",
+        "is_completed",
+        "status_message",
+        "version",
+    )
+
+    def __init__(
+        self,
+        id: str,
+        graph_id: str,
+        current_task_id: str,
+        context: Context,
+        *,
+        status_message: str | None = None,
+        version: int = 0,
+        is_completed: bool = False,
+        history: list[str] | None = None,
+    ) -> None:
+        self.id = id
+        self.graph_id = graph_id
+        self.current_task_id = current_task_id
+        self.status_message = status_message
+        self.context = context
+        self.version = version
+        self.is_completed = is_completed
+        self.history: list[str] = [] if history is None else history
+
+    @classmethod
+    def new_from_task(
+        cls,
+        session_id: str,
+        task_id: str,
+        *,
+        graph_id: str = "default",
+        context: Context | Mapping[str, Any] | None = None,
+    ) -> Session:
+        """A new, unsaved session (version 0) whose current task is ``task_id``.
+
+        ``context`` is a Context, or a mapping of initial values.
+        """
+        for name, value in (
+            ("session_id", session_id),
+            ("task_id", task_id),
+            ("graph_id", graph_id),
+        ):
+            if type(value) is not str:
+                raise TypeError(f"{name} must be a str, got {type(value).__name__}: {value!r}")
+        if context is None:
+            ctx = Context()
+        elif isinstance(context, Context):
+            ctx = context
+        elif isinstance(context, Mapping):
+            ctx = Context(context)
+        else:
+            raise ContextError(
+                f"context must be a Context or a mapping, got {type(context).__name__}"
+            )
+        return cls(session_id, graph_id, task_id, ctx)
+
+    def __repr__(self) -> str:
+        return (
+            f"Session(id={self.id!r}, graph_id={self.graph_id!r}, "
+            f"current_task_id={self.current_task_id!r}, version={self.version}, "
+            f"is_completed={self.is_completed})"
+        )

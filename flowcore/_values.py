@@ -1,0 +1,347 @@
+"""Value types of one step: NextAction, ExecutionStatus, ExecutionResult, TaskResult.
+
+A hot-path module: plain typed Python, compiled by Cython where ``_values.pxd`` declares the
+C layout. The singletons (``NextAction.End``...) and the subclasses (``NextAction.GoTo``...) hang
+off their class through :class:`_ClassConstant`, because a compiled class cannot be given new
+attributes once it exists.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Generic, TypeVar
+
+__all__ = ["ExecutionResult", "ExecutionStatus", "NextAction", "TaskResult"]
+
+_T = TypeVar("_T")
+
+# NextAction kinds, in the order of DESIGN.md's step table.
+CONTINUE = 0
+CONTINUE_AND_EXECUTE = 1
+WAIT_FOR_INPUT = 2
+END = 3
+GO_BACK = 4
+GO_TO = 5
+_ACTION_NAMES = ("Continue", "ContinueAndExecute", "WaitForInput", "End", "GoBack", "GoTo")
+
+# ExecutionStatus kinds.
+COMPLETED = 0
+WAITING_FOR_INPUT = 1
+PAUSED = 2
+ERROR = 3
+_STATUS_NAMES = ("Completed", "WaitingForInput", "Paused", "Error")
+
+
+class _ClassConstant(Generic[_T]):
+    """A read-only class attribute whose value is filled in after the class is created."""
+
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value: Any = None
+
+    def __get__(self, instance: object, owner: type | None = None) -> _T:
+        return self.value  # type: ignore[no-any-return]
+
+
+def _require_str(value: object, what: str) -> str:
+    if type(value) is not str:
+        raise TypeError(f"{what} must be a str, got {type(value).__name__}: {value!r}")
+    return value
+
+
+class NextAction:
+    """What the engine does after a task: ``NextAction.Continue``, ``NextAction.GoTo("id")``...
+
+    Values are immutable and compare by value; use them in ``match`` statements.
+    """
+
+    __slots__ = ("_kind", "_task_id")
+
+    Continue: ClassVar[_ClassConstant[NextAction]] = _ClassConstant()
+    ContinueAndExecute: ClassVar[_ClassConstant[NextAction]] = _ClassConstant()
+    WaitForInput: ClassVar[_ClassConstant[NextAction]] = _ClassConstant()
+    End: ClassVar[_ClassConstant[NextAction]] = _ClassConstant()
+    GoBack: ClassVar[_ClassConstant[NextAction]] = _ClassConstant()
+    GoTo: ClassVar[_ClassConstant[type[GoTo]]] = _ClassConstant()
+
+    def __init__(self, _kind: int, _task_id: str | None = None) -> None:
+        # Private: use the singletons and NextAction.GoTo(task_id).
+        self._kind = _kind
+        self._task_id = _task_id
+
+    @property
+    def name(self) -> str:
+        """The action's name: ``"Continue"``, ``"End"``, ``"GoTo"``..."""
+        return _ACTION_NAMES[self._kind]
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, NextAction):
+            return NotImplemented
+        return self._kind == other._kind and self._task_id == other._task_id
+
+    def __ne__(self, other: object) -> bool:
+        if not isinstance(other, NextAction):
+            return NotImplemented
+        return self._kind != other._kind or self._task_id != other._task_id
+
+    def __hash__(self) -> int:
+        return hash((self._kind, self._task_id))
+
+    def __repr__(self) -> str:
+        if self._kind == GO_TO:
+            return f"NextAction.GoTo({self._task_id!r})"
+        return f"NextAction.{_ACTION_NAMES[self._kind]}"
+
+    def __str__(self) -> str:
+        if self._kind == GO_TO:
+            return f"GoTo({self._task_id})"
+        return _ACTION_NAMES[self._kind]
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        if self._kind == GO_TO:
+            return (GoTo, (self._task_id,))
+        return (_action_singleton, (self._kind,))
+
+
+class GoTo(NextAction):
+    """``NextAction.GoTo(task_id)``: jump to the task with that id."""
+
+    __slots__ = ()
+    __match_args__ = ("task_id",)
+
+    def __init__(self, task_id: str) -> None:
+        super().__init__(GO_TO, _require_str(task_id, "NextAction.GoTo task_id"))
+
+    @property
+    def task_id(self) -> str:
+        """The id of the task to jump to."""
+        return self._task_id  # type: ignore[return-value]
+
+
+_ACTIONS = tuple(NextAction(kind) for kind in range(GO_TO))
+
+
+def _action_singleton(kind: int) -> NextAction:
+    return _ACTIONS[kind]
+
+
+NextAction.__dict__["Continue"].value = _ACTIONS[CONTINUE]
+NextAction.__dict__["ContinueAndExecute"].value = _ACTIONS[CONTINUE_AND_EXECUTE]
+NextAction.__dict__["WaitForInput"].value = _ACTIONS[WAIT_FOR_INPUT]
+NextAction.__dict__["End"].value = _ACTIONS[END]
+NextAction.__dict__["GoBack"].value = _ACTIONS[GO_BACK]
+NextAction.__dict__["GoTo"].value = GoTo
+
+
+class ExecutionStatus:
+    """How a step ended: ``Completed``, ``WaitingForInput``, ``Paused(...)`` or ``Error(...)``.
+
+    Values are immutable and compare by value; use them in ``match`` statements.
+    """
+
+    __slots__ = ("_first", "_kind", "_second")
+
+    Completed: ClassVar[_ClassConstant[ExecutionStatus]] = _ClassConstant()
+    WaitingForInput: ClassVar[_ClassConstant[ExecutionStatus]] = _ClassConstant()
+    Paused: ClassVar[_ClassConstant[type[Paused]]] = _ClassConstant()
+    Error: ClassVar[_ClassConstant[type[Error]]] = _ClassConstant()
+
+    def __init__(self, _kind: int, _first: str | None = None, _second: str | None = None) -> None:
+        # Private: use the singletons, ExecutionStatus.Paused(...) and ExecutionStatus.Error(...).
+        self._kind = _kind
+        self._first = _first
+        self._second = _second
+
+    @property
+    def name(self) -> str:
+        """``"Completed"``, ``"WaitingForInput"``, ``"Paused"`` or ``"Error"``."""
+        return _STATUS_NAMES[self._kind]
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ExecutionStatus):
+            return NotImplemented
+        return (
+            self._kind == other._kind
+            and self._first == other._first
+            and self._second == other._second
+        )
+
+    def __ne__(self, other: object) -> bool:
+        result = self.__eq__(other)
+        return result if result is NotImplemented else not result
+
+    def __hash__(self) -> int:
+        return hash((self._kind, self._first, self._second))
+
+    def __repr__(self) -> str:
+        if self._kind == PAUSED:
+            return f"ExecutionStatus.Paused(next_task_id={self._first!r}, reason={self._second!r})"
+        if self._kind == ERROR:
+            return f"ExecutionStatus.Error(message={self._first!r})"
+        return f"ExecutionStatus.{_STATUS_NAMES[self._kind]}"
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        if self._kind == PAUSED:
+            return (Paused, (self._first, self._second))
+        if self._kind == ERROR:
+            return (Error, (self._first,))
+        return (_status_singleton, (self._kind,))
+
+
+class Paused(ExecutionStatus):
+    """``ExecutionStatus.Paused(next_task_id, reason)``: ``next_task_id`` runs on the next run."""
+
+    __slots__ = ()
+    __match_args__ = ("next_task_id", "reason")
+
+    def __init__(self, next_task_id: str, reason: str) -> None:
+        super().__init__(
+            PAUSED,
+            _require_str(next_task_id, "Paused next_task_id"),
+            _require_str(reason, "Paused reason"),
+        )
+
+    @property
+    def next_task_id(self) -> str:
+        """The task the next run starts with."""
+        return self._first  # type: ignore[return-value]
+
+    @property
+    def reason(self) -> str:
+        """Why the step paused, e.g. ``"Task completed, continuing to next task"``."""
+        return self._second  # type: ignore[return-value]
+
+
+class Error(ExecutionStatus):
+    """``ExecutionStatus.Error(message)``: an error handler reported a failure."""
+
+    __slots__ = ()
+    __match_args__ = ("message",)
+
+    def __init__(self, message: str) -> None:
+        super().__init__(ERROR, _require_str(message, "Error message"))
+
+    @property
+    def message(self) -> str:
+        """What went wrong."""
+        return self._first  # type: ignore[return-value]
+
+
+_STATUSES = (ExecutionStatus(COMPLETED), ExecutionStatus(WAITING_FOR_INPUT))
+
+
+def _status_singleton(kind: int) -> ExecutionStatus:
+    return _STATUSES[kind]
+
+
+ExecutionStatus.__dict__["Completed"].value = _STATUSES[COMPLETED]
+ExecutionStatus.__dict__["WaitingForInput"].value = _STATUSES[WAITING_FOR_INPUT]
+ExecutionStatus.__dict__["Paused"].value = Paused
+ExecutionStatus.__dict__["Error"].value = Error
+
+
+class ExecutionResult:
+    """What ``FlowRunner.run`` returns: the last task's ``response`` and the step's ``status``."""
+
+    __slots__ = ("_response", "_status")
+    __match_args__ = ("response", "status")
+
+    def __init__(self, response: str | None, status: ExecutionStatus) -> None:
+        if not isinstance(status, ExecutionStatus):
+            raise TypeError(
+                f"ExecutionResult status must be an ExecutionStatus, got {type(status).__name__}"
+            )
+        self._response = response
+        self._status = status
+
+    @property
+    def response(self) -> str | None:
+        """The response of the last task that ran (None if it gave none)."""
+        return self._response
+
+    @property
+    def status(self) -> ExecutionStatus:
+        """How the step ended."""
+        return self._status
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ExecutionResult):
+            return NotImplemented
+        return self._response == other._response and self._status == other._status
+
+    def __hash__(self) -> int:
+        return hash((self._response, self._status))
+
+    def __repr__(self) -> str:
+        return f"ExecutionResult(response={self._response!r}, status={self._status!r})"
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return (ExecutionResult, (self._response, self._status))
+
+
+def _bad_next_action(value: object) -> TypeError:
+    return TypeError(
+        "TaskResult next_action must be a NextAction such as NextAction.Continue, "
+        f"got {type(value).__name__}: {value!r}"
+    )
+
+
+class TaskResult:
+    """What a task returns: an optional ``response``, the ``next_action`` and a ``status_message``.
+
+    ``task_id`` is stamped by the engine with the id of the task that produced the result.
+    """
+
+    __slots__ = ("_next_action", "response", "status_message", "task_id")
+
+    def __init__(
+        self,
+        response: str | None = None,
+        next_action: NextAction = _ACTIONS[CONTINUE],
+        status_message: str | None = None,
+    ) -> None:
+        if not isinstance(next_action, NextAction):
+            raise _bad_next_action(next_action)
+        self.response = response
+        self._next_action = next_action
+        self.status_message = status_message
+        self.task_id: str | None = None
+
+    @property
+    def next_action(self) -> NextAction:
+        """What the engine does next, e.g. ``NextAction.Continue``."""
+        return self._next_action
+
+    @next_action.setter
+    def next_action(self, value: NextAction) -> None:
+        if not isinstance(value, NextAction):
+            raise _bad_next_action(value)
+        self._next_action = value
+
+    @staticmethod
+    def move_to_next() -> TaskResult:
+        """``TaskResult(None, NextAction.Continue)``: go on to the next task on the next run."""
+        return TaskResult(None, _ACTIONS[CONTINUE])
+
+    @staticmethod
+    def move_to_next_direct() -> TaskResult:
+        """``TaskResult(None, NextAction.ContinueAndExecute)``: run the next task now."""
+        return TaskResult(None, _ACTIONS[CONTINUE_AND_EXECUTE])
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, TaskResult):
+            return NotImplemented
+        return (
+            self.response == other.response
+            and self._next_action == other._next_action
+            and self.status_message == other.status_message
+            and self.task_id == other.task_id
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # mutable: task_id is stamped later
+
+    def __repr__(self) -> str:
+        return (
+            f"TaskResult(response={self.response!r}, next_action={self._next_action!r}, "
+            f"status_message={self.status_message!r}, task_id={self.task_id!r})"
+        )
