@@ -1,0 +1,79 @@
+"""flowcore: run workflows one step at a time, with each run's state kept in storage.
+
+Everything public is importable from here; the submodules are private except
+:mod:`flowcore.codec`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+from flowcore import _extensions  # first: decides compiled vs pure before the hot modules load
+from flowcore._context import ChatMessage, Context, MessageRole
+from flowcore._errors import (
+    ContextError,
+    ExecutionLimitExceeded,
+    GraphError,
+    InvalidEdge,
+    SerializationError,
+    SessionConflict,
+    SessionNotFound,
+    StorageError,
+    TaskExecutionFailed,
+    TaskNotFound,
+)
+from flowcore._fanout import FanOutTask
+from flowcore._graph import Graph, GraphBuilder
+from flowcore._open import open_storage
+from flowcore._runner import FlowRunner
+from flowcore._session import Session
+from flowcore._storage import InMemorySessionStorage, SessionStorage
+from flowcore._task import RetryPolicy, Task, task
+from flowcore._values import ExecutionResult, ExecutionStatus, NextAction, TaskResult
+
+__version__ = "0.1.0"
+
+COMPILED: bool = all(_extensions.compiled_modules().values())
+"""True when the compiled (Cython) hot path is active, False for pure Python."""
+
+__all__ = [
+    "COMPILED",
+    "ChatMessage",
+    "Context",
+    "ContextError",
+    "ExecutionLimitExceeded",
+    "ExecutionResult",
+    "ExecutionStatus",
+    "FanOutTask",
+    "FlowRunner",
+    "Graph",
+    "GraphBuilder",
+    "GraphError",
+    "InMemorySessionStorage",
+    "InvalidEdge",
+    "MessageRole",
+    "NextAction",
+    "RetryPolicy",
+    "SerializationError",
+    "Session",
+    "SessionConflict",
+    "SessionNotFound",
+    "SessionStorage",
+    "StorageError",
+    "Task",
+    "TaskExecutionFailed",
+    "TaskNotFound",
+    "TaskResult",
+    "__version__",
+    "open_storage",
+    "task",
+]
+
+# Report public names as flowcore.X in reprs, tracebacks and docs.
+for _name in __all__:
+    _obj = globals()[_name]
+    if isinstance(_obj, type) or callable(_obj):
+        # Compiled classes may refuse; their reprs then name the private module, harmlessly.
+        with contextlib.suppress(AttributeError, TypeError):
+            _obj.__module__ = "flowcore"
+del _name, _obj

@@ -1,0 +1,52 @@
+"""Selects the compiled or the pure-Python hot path; must be imported before the hot modules.
+
+The hot modules (``HOT_MODULES``) are plain typed Python; a build with Cython compiles each one
+into an extension of the same name beside its ``.py`` source, and Python's import system
+prefers the extension. ``FLOWCORE_NO_EXTENSIONS=1`` installs a finder that loads the ``.py``
+sources instead, so the same installation runs either implementation.
+"""
+
+from __future__ import annotations
+
+import importlib.machinery
+import importlib.util
+import os
+import sys
+from collections.abc import Sequence
+from types import ModuleType
+
+__all__ = ["HOT_MODULES", "NO_EXTENSIONS", "compiled_modules", "is_compiled"]
+
+HOT_MODULES = ("flowcore._values", "flowcore._context", "flowcore._codec", "flowcore._kernel")
+
+NO_EXTENSIONS = os.environ.get("FLOWCORE_NO_EXTENSIONS", "") not in ("", "0")
+
+
+class _PureSourceFinder:
+    """Finds the ``.py`` source of a hot module, skipping any compiled extension."""
+
+    @staticmethod
+    def find_spec(
+        fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        if fullname not in HOT_MODULES or not path:
+            return None
+        filename = os.path.join(path[0], fullname.rpartition(".")[2] + ".py")
+        if not os.path.exists(filename):
+            return None
+        loader = importlib.machinery.SourceFileLoader(fullname, filename)
+        return importlib.util.spec_from_file_location(fullname, filename, loader=loader)
+
+
+if NO_EXTENSIONS and not any(isinstance(f, _PureSourceFinder) for f in sys.meta_path):
+    sys.meta_path.insert(0, _PureSourceFinder())
+
+
+def is_compiled(module: ModuleType) -> bool:
+    """Whether ``module`` was loaded from a compiled extension."""
+    return isinstance(getattr(module, "__loader__", None), importlib.machinery.ExtensionFileLoader)
+
+
+def compiled_modules() -> dict[str, bool]:
+    """For each hot module: whether the loaded one is compiled."""
+    return {name: is_compiled(sys.modules[name]) for name in HOT_MODULES if name in sys.modules}
