@@ -1,0 +1,201 @@
+"""The claim demo (examples/claim_demo.py): the path it takes, and both of its modes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from examples import claim_demo
+from examples.claim_demo import (
+    SCRIPTED_ANSWERS,
+    SMALL_CLAIM_ANSWERS,
+    build_graph,
+    main,
+    parse_amount,
+    play,
+)
+from flowcore import ExecutionResult, ExecutionStatus, FlowRunner, open_storage
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO = ROOT / "examples" / "claim_demo.py"
+WENT_BACK = ExecutionStatus.Paused("gather_details", "Task requested to go back to previous task")
+
+
+@pytest.fixture
+def runner() -> FlowRunner:
+    return FlowRunner(build_graph(), open_storage("memory://"))
+
+
+def run_demo(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    # The checkout comes first, so the demo runs this flowcore whether or not it is installed.
+    path = [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+    return subprocess.run(
+        [sys.executable, str(DEMO), *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=60,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(path), "PYTHONIOENCODING": "utf-8"},
+    )
+
+
+async def test_scripted_claim_goes_back_then_to_human_review(runner: FlowRunner) -> None:
+    lines: list[str] = []
+    started = time.perf_counter()
+    transcript = await play(runner, SCRIPTED_ANSWERS, out=lines.append)
+    assert time.perf_counter() - started < 1.0
+
+    assert transcript.path == [
+        "intake",
+        "classify",
+        "gather_details",
+        "confirm",
+        "GoBack",
+        "gather_details",
+        "confirm",
+        "checks",
+        "human_review",
+        "summary",
+        "Completed",
+    ]
+    steps = {step.number: step for step in transcript.steps}
+    assert steps[2].ran == ["intake", "classify"]  # ContinueAndExecute: one step
+    assert steps[2].status == ExecutionStatus.Paused(
+        "gather_details", "Task completed, continuing to next task"
+    )
+    assert steps[4].sent == {"amount": "about twelve hundred"}  # not a number: asked again
+    assert steps[4].status == ExecutionStatus.WaitingForInput
+    assert steps[4].response is not None
+    assert steps[4].response.startswith("Sorry")
+    assert steps[7].sent == {"confirmation": "change"}
+    assert steps[7].status == WENT_BACK
+    assert steps[11].ran == ["confirm", "checks", "human_review"]
+    assert steps[11].status == ExecutionStatus.WaitingForInput
+    assert transcript.steps[-1].status == ExecutionStatus.Completed
+
+    stored = await runner.storage.get(transcript.session_id)
+    assert stored is not None
+    assert stored.is_completed
+    ctx = stored.context
+    assert ctx.get("claim_type") == "auto"
+    assert ctx.get("amount") == Decimal("2400.00")
+    assert ctx.get("outcome") == "approved"
+    assert ctx.get("checks.fraud_check.status") == "passed"
+    assert ctx.get("checks.coverage_check.status") == "passed"
+    summary = ctx.get("summary")
+    assert "auto claim" in summary
+    assert "$2,400.00" in summary
+    assert "approved" in summary
+    assert transcript.steps[-1].response == summary
+    roles = [m.role.value for m in ctx.get_chat_history()]
+    assert roles[:2] == ["assistant", "user"]
+    assert "system" in roles
+
+    output = "\n".join(lines)
+    assert "Waiting for input" in output
+    assert "Paused → confirm" in output
+    assert f"Summary: {summary[:40]}" in output
+    # A completed session runs nothing more.
+    assert await runner.run(transcript.session_id) == ExecutionResult(
+        None, ExecutionStatus.Completed
+    )
+
+
+async def test_small_claim_is_approved_automatically(runner: FlowRunner) -> None:
+    transcript = await play(runner, SMALL_CLAIM_ANSWERS, out=lambda line: None)
+
+    assert transcript.completed
+    assert "auto_approve" in transcript.path
+    assert "human_review" not in transcript.path
+    assert "GoBack" not in transcript.path
+    assert transcript.path[-2:] == ["summary", "Completed"]
+    assert transcript.session is not None
+    summary = transcript.session.context.get("summary")
+    assert "travel claim" in summary
+    assert "$320.50" in summary
+    assert "automatically" in summary
+
+
+async def test_running_out_of_answers_leaves_the_session_waiting(runner: FlowRunner) -> None:
+    transcript = await play(runner, SCRIPTED_ANSWERS[:2], out=lambda line: None)
+
+    assert not transcript.completed
+    assert transcript.steps[-1].status == ExecutionStatus.WaitingForInput
+    stored = await runner.storage.get(transcript.session_id)
+    assert stored is not None
+    assert stored.current_task_id == "gather_details"
+
+
+@pytest.mark.parametrize(
+    ("typed", "amount"),
+    [("450", "450.00"), ("$2,400", "2400.00"), (" 1,250.5 ", "1250.50"), (99, "99.00")],
+)
+def test_amounts_people_type(typed: object, amount: str) -> None:
+    assert parse_amount(typed) == Decimal(amount)
+
+
+@pytest.mark.parametrize("typed", ["lots", "", "-5", "0", "nan", "1e9", "inf", None, True])
+def test_amounts_that_are_asked_again(typed: object) -> None:
+    with pytest.raises(ValueError, match=r"."):
+        parse_amount(typed)
+
+
+def test_an_unknown_storage_is_a_message_not_a_traceback(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["--storage", "nosuch://x"]) == 2
+    assert "No storage backend for scheme 'nosuch'" in capsys.readouterr().err
+
+
+def test_the_default_mode_plays_the_scripted_claim() -> None:
+    done = run_demo()
+
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    assert "Paused → gather_details  (Task requested to go back" in done.stdout
+    assert "claims handler> approve" in done.stdout
+    assert "Completed in 13 steps." in done.stdout
+    assert "Summary: Your auto claim for $2,400.00 was approved by a claims handler" in done.stdout
+
+
+def test_interactive_mode_reads_answers_from_stdin() -> None:
+    answers = [
+        "The storm damaged the roof of my house.",
+        "a lot",  # re-asked, no traceback
+        "7,500",
+        "change",
+        "750",
+        "confirm",
+    ]
+    done = run_demo("--interactive", stdin="\n".join(answers) + "\n")
+
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
+    assert "Sorry, I can't read 'a lot' as an amount" in done.stdout
+    assert "instead of $7,500.00?" in done.stdout
+    assert "Summary: Your home claim for $750.00 was approved automatically" in done.stdout
+
+
+@pytest.mark.parametrize("ending", ["", "quit\n"], ids=["eof", "quit"])
+def test_interactive_mode_stops_cleanly(ending: str) -> None:
+    done = run_demo("--interactive", stdin="My suitcase never arrived.\n" + ending)
+
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    assert "Stopped after 3 steps" in done.stdout
+    assert "waits at task 'gather_details'" in done.stdout
+
+
+def test_the_demo_module_documents_its_graph() -> None:
+    graph = build_graph()
+    assert graph.start_task_id == "intake"
+    assert "yes: small_and_clean" in graph.to_mermaid()
+    assert set(claim_demo.QUESTIONS) <= set(graph.task_ids)
