@@ -1,0 +1,710 @@
+"""An insurance claim, one step at a time: the flowcore demo.
+
+    python examples/claim_demo.py                  # a scripted claim (what `make demo` runs)
+    python examples/claim_demo.py --interactive    # you play the claimant and the claims handler
+    python examples/claim_demo.py --storage URL    # another backend, e.g. sqlite:///claims.db
+    python examples/claim_demo.py --interactive --storage URL --session ID   # continue a claim
+    python examples/claim_demo.py --mermaid        # print the workflow as a Mermaid chart
+
+The workflow is a graph of tasks. Each call of ``await runner.run(session_id, context_updates=...)``
+loads the claim's session from storage, runs its current task (and any task chained to it with
+ContinueAndExecute), picks the next task by the graph's edges and saves the session again. Between
+calls nothing is kept in memory: a web handler or a chat bot would make one call per request.
+
+    intake → classify → gather_details → confirm → checks (fraud ∥ coverage, concurrently)
+    checks → auto_approve if the amount is under $1,000 and both checks passed, else human_review
+    auto_approve, human_review → summary
+    confirm → back to gather_details (GoBack) when the claimant answers "change"
+
+The application answers a question (a WaitingForInput step) by setting one context key in the next
+run: ``description``, ``amount``, ``confirmation`` or ``decision`` (see ``QUESTIONS``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import signal
+import sys
+import textwrap
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any
+from urllib.parse import urlsplit
+
+from flowcore import (
+    Context,
+    ExecutionStatus,
+    FanOutTask,
+    FlowRunner,
+    Graph,
+    GraphBuilder,
+    GraphError,
+    NextAction,
+    Session,
+    SessionNotFound,
+    StorageError,
+    Task,
+    TaskResult,
+    open_storage,
+    task,
+)
+
+__all__ = [
+    "AUTO_APPROVE_LIMIT",
+    "QUESTIONS",
+    "SCRIPTED_ANSWERS",
+    "SMALL_CLAIM_ANSWERS",
+    "Step",
+    "Transcript",
+    "build_graph",
+    "drive",
+    "main",
+    "play",
+    "tasks_ran",
+]
+
+GRAPH_ID = "insurance-claim"
+AUTO_APPROVE_LIMIT = Decimal("1000")
+"""Claims under this amount whose checks pass are approved without a person looking at them."""
+MAX_AMOUNT = Decimal("1000000")
+COVERAGE_LIMITS = {
+    "auto": Decimal("5000"),
+    "home": Decimal("20000"),
+    "travel": Decimal("3000"),
+    "general": Decimal("2000"),
+}
+KEYWORDS = {
+    "auto": (
+        "car", "vehicle", "bumper", "crash", "collision", "rear-ended", "windshield",
+        "windscreen", "tyre", "tire", "parked", "motorbike", "truck", "traffic",
+    ),
+    "home": (
+        "house", "home", "roof", "flood", "leak", "pipe", "kitchen", "basement", "burglar",
+        "break-in", "fire", "storm", "ceiling", "apartment", "garden",
+    ),
+    "travel": (
+        "flight", "luggage", "baggage", "suitcase", "trip", "hotel", "cancel", "delay",
+        "passport", "holiday", "vacation", "airport", "airline",
+    ),
+}  # fmt: skip
+
+# Which context key answers the question a waiting task asked, and who is asked.
+QUESTIONS: dict[str, tuple[str, str]] = {
+    "intake": ("description", "you"),
+    "gather_details": ("amount", "you"),
+    "confirm": ("confirmation", "you"),
+    "human_review": ("decision", "claims handler"),
+}
+
+SCRIPTED_ANSWERS = (
+    "My car was rear-ended at a red light and the rear bumper is cracked.",
+    "about twelve hundred",  # not a number: gather_details asks again
+    "450",
+    "change",  # confirm goes back to gather_details
+    "$2,400",  # above the auto-approval limit: a person reviews it
+    "confirm",
+    "approve",  # the claims handler's decision
+)
+SMALL_CLAIM_ANSWERS = (
+    "Our flight was cancelled and the airline lost my suitcase.",
+    "320.50",
+    "confirm",
+)
+
+
+def money(amount: Decimal) -> str:
+    return f"${amount:,.2f}"
+
+
+def parse_amount(raw: object) -> Decimal:
+    """A positive amount of dollars from what the claimant typed; ValueError says what is wrong."""
+    if isinstance(raw, bool) or not isinstance(raw, (str, int, float, Decimal)):
+        raise ValueError(f"an amount must be a number, got {type(raw).__name__}")
+    text = str(raw).strip()
+    try:
+        value = Decimal(text.lower().removeprefix("usd").strip().lstrip("$").replace(",", ""))
+    except InvalidOperation:
+        raise ValueError(f"I can't read {text!r} as an amount") from None
+    if not value.is_finite() or value < Decimal("0.01"):
+        raise ValueError(f"{text!r} is not an amount I can pay out")
+    if value > MAX_AMOUNT:
+        raise ValueError(f"claims above {money(MAX_AMOUNT)} are handled by phone")
+    return value.quantize(Decimal("0.01"))
+
+
+# -- the tasks ---------------------------------------------------------------------------------
+# Every task reads and writes the session's Context. A question is a TaskResult whose response is
+# the question and whose next_action is WaitForInput; the answer arrives as a context key in the
+# next run, and the same task runs again to read it.
+
+
+def ask_claimant(ctx: Context, question: str) -> TaskResult:
+    ctx.add_assistant_message(question)
+    return TaskResult(question, NextAction.WaitForInput, "waiting for the claimant")
+
+
+class Intake(Task):
+    """Greets the claimant and records what happened, then classifies it at once."""
+
+    id = "intake"
+
+    def run(self, ctx: Context) -> TaskResult:
+        description = ctx.get("description")
+        if not isinstance(description, str) or not description.strip():
+            ctx.remove("description")
+            if ctx.chat_history_len() == 0:
+                return ask_claimant(
+                    ctx,
+                    "Hello! I'm the claims assistant and I'll help you file a claim. "
+                    "In a sentence or two, what happened?",
+                )
+            return ask_claimant(ctx, "Please tell me in a few words what happened.")
+        ctx.add_user_message(description)
+        ctx.set("description", description.strip())
+        # ContinueAndExecute: classify runs in this same step, with no round trip.
+        return TaskResult.move_to_next_direct()
+
+
+@task("classify")
+def classify(ctx: Context) -> TaskResult:
+    """Picks the kind of claim from keywords in the description."""
+    text = ctx.get("description", "").lower()
+    hits = {
+        kind: [word for word in words if re.search(rf"\b{re.escape(word)}", text)]
+        for kind, words in KEYWORDS.items()
+    }
+    kind = max(hits, key=lambda k: len(hits[k]))
+    if not hits[kind]:
+        kind = "general"
+        reply = "I'll file this as a general claim."
+    else:
+        reply = (
+            f"This looks like {article(kind)} {kind} claim (I noticed: {', '.join(hits[kind])})."
+        )
+    ctx.set("claim_type", kind)
+    ctx.add_assistant_message(reply)
+    return TaskResult(reply, NextAction.Continue)
+
+
+def article(word: str) -> str:
+    return "an" if word[0] in "aeiou" else "a"
+
+
+class GatherDetails(Task):
+    """Asks for the amount until it gets one it can read."""
+
+    id = "gather_details"
+
+    def run(self, ctx: Context) -> TaskResult:
+        if "amount" not in ctx:
+            previous = ctx.get("previous_amount")
+            if previous is not None:
+                return ask_claimant(
+                    ctx, f"What amount should I put down instead of {money(previous)}?"
+                )
+            return ask_claimant(
+                ctx, "How much are you claiming, in dollars? (e.g. 1250 or 1,250.50)"
+            )
+        raw = ctx.remove("amount")
+        ctx.add_user_message(str(raw))
+        try:
+            amount = parse_amount(raw)
+        except ValueError as problem:
+            return ask_claimant(
+                ctx, f"Sorry, {problem}. Please type a number of dollars, e.g. 1250 or 1,250.50."
+            )
+        ctx.set("amount", amount)
+        reply = f"Noted: {money(amount)}."
+        ctx.add_assistant_message(reply)
+        return TaskResult(reply, NextAction.Continue)
+
+
+class Confirm(Task):
+    """Shows the amount; "change" goes back to gather_details, "confirm" runs the checks."""
+
+    id = "confirm"
+
+    def run(self, ctx: Context) -> TaskResult:
+        amount: Decimal = ctx.get("amount")
+        if "confirmation" not in ctx:
+            return ask_claimant(
+                ctx,
+                f"You are claiming {money(amount)} for {article(ctx.get('claim_type'))} "
+                f"{ctx.get('claim_type')} claim. Type 'confirm' to submit it or 'change' "
+                "to change the amount.",
+            )
+        answer = str(ctx.remove("confirmation"))
+        ctx.add_user_message(answer)
+        match answer.strip().lower():
+            case "confirm" | "yes" | "y" | "ok":
+                reply = "Thank you. Running the fraud and coverage checks..."
+                ctx.add_assistant_message(reply)
+                return TaskResult(reply, NextAction.ContinueAndExecute)
+            case "change" | "no" | "n":
+                ctx.set("previous_amount", ctx.remove("amount"))
+                reply = "No problem, let's change your answer."
+                ctx.add_assistant_message(reply)
+                # GoBack: the session returns to the task it came from, gather_details.
+                return TaskResult(reply, NextAction.GoBack)
+            case _:
+                return ask_claimant(ctx, "Please type 'confirm' or 'change'.")
+
+
+@task("fraud_check")
+async def fraud_check(ctx: Context) -> TaskResult:
+    """A stand-in for a call to a fraud-scoring service."""
+    await asyncio.sleep(0.05)
+    amount: Decimal = ctx.get("amount")
+    if "cash" in ctx.get("description", "").lower() or amount > Decimal("10000"):
+        return TaskResult("flagged for a closer look", status_message="flagged")
+    return TaskResult("no fraud signals", status_message="passed")
+
+
+class CoverageCheck(Task):
+    """A stand-in for a look-up in the policy system."""
+
+    id = "coverage_check"
+
+    async def run(self, ctx: Context) -> TaskResult:
+        await asyncio.sleep(0.05)
+        amount: Decimal = ctx.get("amount")
+        kind = ctx.get("claim_type")
+        limit = COVERAGE_LIMITS[kind]
+        if amount <= limit:
+            return TaskResult(f"within the {money(limit)} {kind} limit", status_message="passed")
+        return TaskResult(f"above the {money(limit)} {kind} limit", status_message="flagged")
+
+
+# The fan-out writes each check's result into the context as checks.<child id>.response/.status.
+checks = FanOutTask(
+    "checks",
+    [fraud_check, CoverageCheck()],
+    prefix="checks",
+    next_action=NextAction.ContinueAndExecute,
+)
+
+
+def check_results(ctx: Context) -> str:
+    return "; ".join(
+        f"{name}: {ctx.get(f'checks.{child}.response')}"
+        for name, child in (("fraud", "fraud_check"), ("coverage", "coverage_check"))
+    )
+
+
+def small_and_clean(ctx: Context) -> bool:
+    """The edge after the checks: small claims that pass both checks need no person."""
+    return ctx.get("amount") < AUTO_APPROVE_LIMIT and all(
+        ctx.get(f"checks.{child}.status") == "passed" for child in ("fraud_check", "coverage_check")
+    )
+
+
+@task("auto_approve")
+def auto_approve(ctx: Context) -> TaskResult:
+    ctx.set("outcome", "approved")
+    ctx.set("decided_by", "automatically")
+    reply = f"Good news: your claim is approved automatically ({check_results(ctx)})."
+    ctx.add_assistant_message(reply)
+    return TaskResult(reply, NextAction.Continue)
+
+
+class HumanReview(Task):
+    """Waits for a claims handler's decision: approve or reject."""
+
+    id = "human_review"
+
+    async def run(self, ctx: Context) -> TaskResult:
+        if "decision" not in ctx:
+            reason = (
+                f"{money(ctx.get('amount'))} is not under the {money(AUTO_APPROVE_LIMIT)} "
+                "auto-approval limit"
+                if ctx.get("amount") >= AUTO_APPROVE_LIMIT
+                else "a check flagged it"
+            )
+            question = (
+                f"A claims handler reviews this claim: {reason} ({check_results(ctx)}). "
+                "Claims handler: 'approve' or 'reject'?"
+            )
+            ctx.add_assistant_message(question)
+            return TaskResult(question, NextAction.WaitForInput, "waiting for a claims handler")
+        decision = str(ctx.remove("decision")).strip().lower()
+        if decision not in ("approve", "reject"):
+            return TaskResult(
+                "Claims handler: please type 'approve' or 'reject'.",
+                NextAction.WaitForInput,
+                "waiting for a claims handler",
+            )
+        ctx.add_system_message(f"Claims handler decision: {decision}")
+        ctx.set("outcome", "approved" if decision == "approve" else "rejected")
+        ctx.set("decided_by", "by a claims handler")
+        return TaskResult(f"The claims handler decided: {decision}.", NextAction.Continue)
+
+
+@task("summary")
+async def summary(ctx: Context) -> TaskResult:
+    text = (
+        f"Your {ctx.get('claim_type')} claim for {money(ctx.get('amount'))} was "
+        f"{ctx.get('outcome')} {ctx.get('decided_by')}. ({check_results(ctx)})"
+    )
+    ctx.set("summary", text)
+    ctx.add_assistant_message(text)
+    return TaskResult(text, NextAction.End, "claim closed")
+
+
+def build_graph() -> Graph:
+    """The claim workflow: the first task added (intake) is where a session starts."""
+    return (
+        GraphBuilder(GRAPH_ID, task_timeout=30.0)
+        .add_task(Intake())
+        .add_task(classify)
+        .add_task(GatherDetails())
+        .add_task(Confirm())
+        .add_task(checks)
+        .add_task(auto_approve)
+        .add_task(HumanReview())
+        .add_task(summary)
+        .add_edge("intake", "classify")
+        .add_edge("classify", "gather_details")
+        .add_edge("gather_details", "confirm")
+        .add_edge("confirm", "checks")
+        .add_conditional_edge("checks", small_and_clean, "auto_approve", "human_review")
+        .add_edge("auto_approve", "summary")
+        .add_edge("human_review", "summary")
+        .build()
+    )
+
+
+# -- driving a session -------------------------------------------------------------------------
+
+
+@dataclass
+class Step:
+    """One ``runner.run`` call as the demo saw it."""
+
+    number: int
+    sent: dict[str, Any]  # the context_updates of the call
+    ran: list[str]  # the tasks that ran, in order
+    response: str | None
+    status: ExecutionStatus
+
+
+@dataclass
+class Transcript:
+    """What :func:`drive` did: every step, and the session as stored at the end."""
+
+    session_id: str
+    steps: list[Step] = field(default_factory=list)
+    session: Session | None = None
+
+    @property
+    def completed(self) -> bool:
+        return self.session is not None and self.session.is_completed
+
+    @property
+    def path(self) -> list[str]:
+        """The tasks that ran, with ``GoBack`` where the session went back and ``Completed``."""
+        out: list[str] = []
+        for step in self.steps:
+            for task_id in step.ran:
+                if not out or out[-1] != task_id:  # a task asking again is one visit
+                    out.append(task_id)
+            if went_back(step.status):
+                out.append("GoBack")
+        if self.completed:
+            out.append("Completed")
+        return out
+
+
+def went_back(status: ExecutionStatus) -> bool:
+    return isinstance(status, ExecutionStatus.Paused) and "go back" in status.reason
+
+
+def tasks_ran(before: Session, after: Session, status: ExecutionStatus) -> list[str]:
+    """Which tasks one step ran, read from the session's history and current task.
+
+    Each move to a next task appends the task left to ``history``; GoBack pops one instead.
+    (The history keeps the last 100 ids, far more than one step of this graph adds.)
+    """
+    if went_back(status):
+        return [before.current_task_id]
+    ran = after.history[len(before.history) :] if len(after.history) > len(before.history) else []
+    # Paused on the way to another task: the task that ran is the last one in the history.
+    moved_on = (
+        isinstance(status, ExecutionStatus.Paused) and "No outgoing edge" not in status.reason
+    )
+    if not ran or not moved_on:
+        ran.append(after.current_task_id)  # the last task ran and stayed current
+    return ran
+
+
+Ask = Callable[[str, str, str | None], str | None]
+"""``ask(key, who, question) -> answer`` (None: stop here)."""
+
+
+async def drive(
+    runner: FlowRunner,
+    session_id: str,
+    ask: Ask,
+    out: Callable[[str], object] = print,
+    *,
+    max_steps: int = 200,
+) -> Transcript:
+    """Run the session step by step until it completes, fails, or ``ask`` gives no answer."""
+    storage = runner.storage
+    transcript = Transcript(session_id)
+    before = await storage.get(session_id)
+    if before is None:
+        raise SessionNotFound(session_id)
+    updates: dict[str, Any] = {}
+    while len(transcript.steps) < max_steps:
+        result = await runner.run(session_id, context_updates=updates)
+        after = await storage.get(session_id)
+        if after is None:  # deleted by someone else meanwhile
+            raise SessionNotFound(session_id)
+        step = Step(
+            len(transcript.steps) + 1,
+            updates,
+            tasks_ran(before, after, result.status),
+            result.response,
+            result.status,
+        )
+        transcript.steps.append(step)
+        transcript.session = before = after
+        show_step(step, out)
+        updates = {}
+        match result.status:
+            case ExecutionStatus.WaitingForInput:
+                key, who = QUESTIONS[after.current_task_id]
+                answer = ask(key, who, result.response)
+                if answer is None:
+                    break
+                updates = {key: answer}
+            case ExecutionStatus.Paused(next_task_id=next_id, reason=reason):
+                if "No outgoing edge" in reason:  # running again would do the same
+                    out(f"  (stopping: task {next_id!r} has nowhere to go)")
+                    break
+            case _:  # Completed, or an Error reported by an error handler
+                break
+    return transcript
+
+
+def describe(status: ExecutionStatus) -> str:
+    match status:
+        case ExecutionStatus.Completed:
+            return "Completed"
+        case ExecutionStatus.WaitingForInput:
+            return "Waiting for input"
+        case ExecutionStatus.Paused(next_task_id=next_id, reason=reason):
+            if "continuing to next task" in reason:
+                return f"Paused → {next_id}"
+            return f"Paused → {next_id}  ({reason})"
+        case ExecutionStatus.Error(message=message):
+            return f"Error: {message}"
+    return repr(status)
+
+
+def show_step(step: Step, out: Callable[[str], object]) -> None:
+    call = "runner.run(session_id"
+    if step.sent:
+        call += f", context_updates={shorten_dict(step.sent)}"
+    out(f"\nstep {step.number:<2} {call})")
+    out(f"        ran:      {' → '.join(step.ran)}")
+    if step.response is not None:
+        out(wrap(step.response, "        response: "))
+    out(f"        status:   {describe(step.status)}")
+
+
+def shorten_dict(values: Mapping[str, Any]) -> str:
+    items = ", ".join(
+        f"{k!r}: {textwrap.shorten(str(v), 32, placeholder='…')!r}" for k, v in values.items()
+    )
+    return "{" + items + "}"
+
+
+def wrap(text: str, first: str, width: int = 100) -> str:
+    return textwrap.fill(text, width, initial_indent=first, subsequent_indent=" " * len(first))
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def show_ending(transcript: Transcript, out: Callable[[str], object], *, chat: bool) -> None:
+    session = transcript.session
+    if session is None:
+        return
+    if chat:
+        history = session.context.get_chat_history()
+        out(f"\nChat history of session {session.id} ({len(history)} messages):")
+        for message in history:
+            out(wrap(message.content, f"  {message.role.value:>9}: "))
+    if session.is_completed:
+        out(f"\nCompleted in {plural(len(transcript.steps), 'step')}.")
+        out(wrap(session.context.get("summary", ""), "Summary: "))
+    else:
+        out(
+            f"\nStopped after {plural(len(transcript.steps), 'step')}; session {session.id!r} "
+            f"waits at task '{session.current_task_id}'."
+        )
+
+
+async def play(
+    runner: FlowRunner,
+    answers: Iterable[str] = SCRIPTED_ANSWERS,
+    *,
+    session_id: str | None = None,
+    out: Callable[[str], object] = print,
+) -> Transcript:
+    """Play one claim with canned answers, printing each step; return what happened."""
+    session = await runner.create_session(session_id)
+    canned = iter(answers)
+
+    def answer(key: str, who: str, question: str | None) -> str | None:
+        reply = next(canned, None)
+        if reply is not None:
+            out(f"        {who}> {reply}")
+        return reply
+
+    transcript = await drive(runner, session.id, answer, out)
+    show_ending(transcript, out, chat=True)
+    return transcript
+
+
+def read_answer(key: str, who: str, question: str | None) -> str | None:
+    """Ask the person at the terminal; None on end of input, Ctrl-C or 'quit'."""
+    # Under asyncio.run a first Ctrl-C only cancels the main task, which cannot notice while it
+    # sits here in input(): let Ctrl-C interrupt input() itself.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        reply = input(f"        {who}> ")
+    except (EOFError, KeyboardInterrupt):
+        print()
+        return None
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if reply.strip().lower() in ("quit", "exit", "q"):
+        return None
+    return reply
+
+
+# -- command line ------------------------------------------------------------------------------
+
+INTRO = """\
+flowcore demo: an insurance claim, one step at a time
+
+Each step below is one `await runner.run(session_id, context_updates=...)` call: flowcore loads
+the session from storage, runs the current task (and any task chained with ContinueAndExecute),
+follows the graph's edges to the next task and saves the session. A task that needs an answer
+returns WaitForInput; the answer goes into the next call's context_updates."""
+
+
+def workflow_outline(graph: Graph) -> str:
+    return "\n".join(
+        [
+            f"Workflow {graph.id!r}:",
+            "  intake → classify → gather_details → confirm → checks (fraud ∥ coverage)",
+            f"  checks → auto_approve   if the amount is under {money(AUTO_APPROVE_LIMIT)} "
+            "and both checks passed",
+            "         → human_review   otherwise",
+            "  auto_approve, human_review → summary",
+            "  confirm goes back to gather_details when the claimant answers 'change' (GoBack)",
+        ]
+    )
+
+
+async def play_interactively(runner: FlowRunner, session_id: str, storage_url: str) -> int:
+    """Let the person at the terminal answer; resume ``session_id`` if it is stored."""
+    stored = await runner.storage.get(session_id)
+    if stored is None:
+        await runner.create_session(session_id)
+    elif stored.is_completed:
+        print(f"\nSession {session_id!r} is already completed.")
+        print(wrap(stored.context.get("summary", ""), "Summary: "))
+        return 0
+    else:
+        print(f"\nContinuing session {session_id!r} at task '{stored.current_task_id}'.")
+    print(
+        "\nYou play the claimant (and the claims handler, if the claim needs one)."
+        "\nType your answer at each prompt; 'quit' or Ctrl-D leaves."
+    )
+    transcript = await drive(runner, session_id, read_answer)
+    show_ending(transcript, print, chat=False)
+    if not transcript.completed:
+        if urlsplit(storage_url).scheme == "memory":
+            print(
+                "memory:// storage forgets it when the demo exits. With a storage that lasts, "
+                "e.g.\n--storage sqlite:///claims.db, you could continue it later with --session."
+            )
+        else:
+            print(
+                "Continue it later with: python examples/claim_demo.py --interactive "
+                f"--storage {storage_url} --session {session_id}"
+            )
+    return 0
+
+
+async def amain(args: argparse.Namespace) -> int:
+    graph = build_graph()
+    if args.mermaid:
+        print(graph.to_mermaid(), end="")
+        return 0
+    try:
+        storage = open_storage(args.storage)
+    except StorageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    async with storage:
+        runner = FlowRunner(graph, storage)
+        session_id = args.session or f"claim-{uuid.uuid4().hex[:8]}"
+        print(INTRO)
+        print(f"\n{workflow_outline(graph)}")
+        print(f"\nStorage: {args.storage}   Session: {session_id}")
+        if args.interactive:
+            return await play_interactively(runner, session_id, args.storage)
+        else:
+            await play(runner, SCRIPTED_ANSWERS, session_id=session_id)
+            print("\nNow play it yourself: python examples/claim_demo.py --interactive")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description="Run an insurance-claim workflow with flowcore, one step at a time."
+    )
+    parser.add_argument("--interactive", action="store_true", help="answer the questions yourself")
+    parser.add_argument(
+        "--storage",
+        default="memory://",
+        metavar="URL",
+        help="where sessions are kept (default: memory://; e.g. sqlite:///claims.db)",
+    )
+    parser.add_argument(
+        "--session",
+        metavar="ID",
+        help="the session id to use (with --interactive: continue it if it is stored)",
+    )
+    parser.add_argument(
+        "--mermaid", action="store_true", help="print the workflow as a Mermaid chart and exit"
+    )
+    args = parser.parse_args(argv)
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(errors="replace")  # arrows on a terminal that cannot show them
+    try:
+        return asyncio.run(amain(args))
+    except KeyboardInterrupt:
+        print("\nInterrupted.")
+        return 130
+    except GraphError as exc:
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # the output was piped into e.g. `head`, which has had enough
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
