@@ -4,8 +4,11 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.flowcore-installed
 PLUGINS := $(wildcard plugins/*/pyproject.toml)
+HOT     := _values _context _codec _kernel
+HOT_SRC := $(wildcard $(foreach m,$(HOT),flowcore/$(m).py flowcore/$(m).pxd))
+EXT_STAMP := build/.flowcore-extensions
 
-.PHONY: demo demo-interactive test test-pure lint typecheck bench clean
+.PHONY: demo demo-interactive build test lint typecheck bench bench-check clean
 
 # Create the virtualenv and install flowcore (editable, with the dev tools) and every plugin.
 $(STAMP): pyproject.toml setup.py $(PLUGINS)
@@ -14,10 +17,18 @@ $(STAMP): pyproject.toml setup.py $(PLUGINS)
 	$(BIN)/python -m pip install --quiet -e '.[dev]' $(foreach p,$(PLUGINS),-e $(dir $(p)))
 	touch $(STAMP)
 
-demo: $(STAMP)
+# Recompile the hot path whenever one of its sources changed since the last build, so the
+# compiled tests never run yesterday's code.
+$(EXT_STAMP): $(STAMP) $(HOT_SRC) setup.py
+	$(BIN)/python setup.py --quiet build_ext --inplace
+	mkdir -p build && touch $(EXT_STAMP)
+
+build: $(EXT_STAMP)
+
+demo: $(EXT_STAMP)
 	$(BIN)/python examples/claim_demo.py
 
-demo-interactive: $(STAMP)
+demo-interactive: $(EXT_STAMP)
 	$(BIN)/python examples/claim_demo.py --interactive
 
 lint: $(STAMP)
@@ -27,13 +38,18 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-# The whole suite, then again on the pure-Python hot path (FLOWCORE_NO_EXTENSIONS=1).
-test: $(STAMP) lint typecheck
-	$(BIN)/python -m pytest
-	FLOWCORE_NO_EXTENSIONS=1 $(BIN)/python -m pytest -q
+# The whole suite on the compiled hot path (an error if it is not built), then again on the
+# pure-Python one.
+test: $(EXT_STAMP) lint typecheck
+	$(BIN)/python -m pytest --impl compiled
+	FLOWCORE_NO_EXTENSIONS=1 $(BIN)/python -m pytest --impl pure -q
 
-bench: $(STAMP)
-	$(BIN)/python -m pytest benchmarks --benchmark-only --benchmark-columns=min,median,mean,rounds
+bench: $(EXT_STAMP)
+	$(BIN)/python -m pytest benchmarks --benchmark-only --benchmark-columns=min,median,rounds
+
+# The benchmark gate CI runs: fails when a same-run ratio regresses (see docs/performance.md).
+bench-check: $(EXT_STAMP)
+	$(BIN)/python benchmarks/gate.py
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .benchmarks .flowcore
+	rm -rf $(VENV) build dist *.egg-info .benchmarks .flowcore flowcore/*.so flowcore/*.c

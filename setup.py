@@ -1,9 +1,83 @@
-"""Build script: the package itself is plain Python; setup.py exists for the extension build.
+"""Build script for the compiled hot path.
 
-The hot-path modules (``flowcore._values``, ``_context``, ``_codec``, ``_kernel``) are typed
-Python written to be compiled by Cython; until the compiled build lands they run as they are.
+The hot-path modules (``flowcore._values``, ``_context``, ``_codec``, ``_kernel``) are plain
+typed Python with a ``.pxd`` beside each; Cython compiles each into an extension of the same
+name. The ``.py`` sources ship too and are what runs where no extension was built.
+
+- ``FLOWCORE_NO_EXTENSIONS=1``: build nothing (pure Python).
+- ``FLOWCORE_REQUIRE_EXTENSIONS=1``: a failed compile is an error instead of a fallback.
 """
 
-from setuptools import setup
+from __future__ import annotations
 
-setup()
+import os
+import sys
+
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+HOT_MODULES = ["flowcore._values", "flowcore._context", "flowcore._codec", "flowcore._kernel"]
+
+
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "") not in ("", "0")
+
+
+NO_EXTENSIONS = _flag("FLOWCORE_NO_EXTENSIONS")
+REQUIRE_EXTENSIONS = _flag("FLOWCORE_REQUIRE_EXTENSIONS")
+
+BANNER = """
+********************************************************************************
+flowcore: the compiled hot path could not be built ({reason}).
+flowcore is installed as pure Python: it works the same, only slower.
+Install a C compiler and Python's headers, then reinstall, to get the compiled core;
+set FLOWCORE_REQUIRE_EXTENSIONS=1 to make this an error.
+********************************************************************************
+"""
+
+
+def _fallback(reason: str) -> None:
+    if REQUIRE_EXTENSIONS:
+        raise SystemExit(f"flowcore: FLOWCORE_REQUIRE_EXTENSIONS=1 but {reason}")
+    sys.stderr.write(BANNER.format(reason=reason))
+
+
+class OptionalBuildExt(build_ext):
+    """Compile the extensions, or fall back to pure Python with a banner."""
+
+    def run(self) -> None:
+        try:
+            super().run()
+        except Exception as exc:  # no compiler, no headers...
+            _fallback(f"{type(exc).__name__}: {exc}")
+
+    def build_extension(self, ext: Extension) -> None:
+        try:
+            super().build_extension(ext)
+        except Exception as exc:
+            _fallback(f"{ext.name}: {type(exc).__name__}: {exc}")
+
+
+def _extensions() -> list[Extension]:
+    if NO_EXTENSIONS:
+        return []
+    try:
+        from Cython.Build import cythonize
+    except ImportError as exc:
+        _fallback(f"Cython is not installed: {exc}")
+        return []
+    modules = [Extension(name, [name.replace(".", "/") + ".py"]) for name in HOT_MODULES]
+    return cythonize(
+        modules,
+        language_level=3,
+        compiler_directives={
+            # Annotations document the Python API; the .pxd files declare the C types. Typing
+            # from annotations would turn the library's own clear errors into Cython's.
+            "annotation_typing": False,
+            "embedsignature": True,
+        },
+        quiet=True,
+    )
+
+
+setup(ext_modules=_extensions(), cmdclass={"build_ext": OptionalBuildExt})

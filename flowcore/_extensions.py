@@ -15,7 +15,13 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
-__all__ = ["HOT_MODULES", "NO_EXTENSIONS", "compiled_modules", "is_compiled"]
+__all__ = [
+    "HOT_MODULES",
+    "NO_EXTENSIONS",
+    "compiled_modules",
+    "is_compiled",
+    "loaded_implementation",
+]
 
 HOT_MODULES = ("flowcore._values", "flowcore._context", "flowcore._codec", "flowcore._kernel")
 
@@ -50,3 +56,15 @@ def is_compiled(module: ModuleType) -> bool:
 def compiled_modules() -> dict[str, bool]:
     """For each hot module: whether the loaded one is compiled."""
     return {name: is_compiled(sys.modules[name]) for name in HOT_MODULES if name in sys.modules}
+
+
+def loaded_implementation() -> str:
+    """``"compiled"`` if every hot module is compiled, ``"pure"`` if none is, else ``"mixed"``."""
+    import flowcore  # noqa: F401  (loads every hot module)
+
+    flags = set(compiled_modules().values())
+    if flags == {True}:
+        return "compiled"
+    if flags == {False}:
+        return "pure"
+    return "mixed"
