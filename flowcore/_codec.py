@@ -12,8 +12,7 @@ by one msgpack array (the session id and version live beside the blob in storage
 
 ``history`` is a list of str, ``data`` the context data (a map, str keys) and ``chat`` a flat
 array of three items per message: ``role`` (0 user, 1 assistant, 2 system), ``content`` and
-``timestamp`` as a msgpack Timestamp (extension -1: exact integer seconds and nanoseconds
-since 1970-01-01 UTC, written and read back as an aware UTC datetime by msgpack's C code).
+``timestamp`` as integer microseconds since 1970-01-01 UTC.
 ``encode_context`` (used to snapshot a context for retries) packs
 ``[max_chat_messages, data, chat]`` with no header.
 
@@ -77,7 +76,7 @@ from uuid import UUID
 
 from msgpack import ExtType, Packer, Timestamp, unpackb
 
-from flowcore._context import ChatMessage, Context, MessageRole
+from flowcore._context import ChatMessage, Context, MessageRole, restore_message
 from flowcore._errors import SerializationError, StorageError
 from flowcore._session import Session
 
@@ -100,8 +99,7 @@ FORMAT_VERSION = 1
 READABLE_FORMAT_VERSIONS = (1,)
 """The format versions ``decode_session`` reads."""
 
-_SESSION_START = bytes((FORMAT_VERSION, 0x98))  # the format version, then msgpack fixarray 8
-_CONTEXT_START = b"\x93"  # msgpack fixarray 3
+_VERSION_BYTE = bytes((FORMAT_VERSION,))
 
 # Extension type codes (see the module docstring). Never reuse a code for something else.
 EXT_BIGINT = 1
@@ -404,20 +402,10 @@ def _default(obj: Any) -> ExtType:
     return _pack_nested(EXT_REGISTERED, [entry.name, value])
 
 
-def _chat_default(obj: Any) -> Timestamp:
-    """For the chat packer: a timestamp of a datetime subclass (msgpack converts only datetime)."""
-    if isinstance(obj, datetime) and obj.tzinfo is not None:
-        since = obj - _EPOCH
-        return Timestamp(since.days * 86_400 + since.seconds, since.microseconds * 1_000)
-    raise _Unsupported(f"cannot store object of type {type(obj).__qualname__} in the chat")
+def _flat_chat(chat: Iterable[ChatMessage]) -> list[Any]:
+    """The chat as one flat list: role code, content, timestamp, role code, ...
 
-
-def _pack_chat(chat: Iterable[ChatMessage]) -> bytes:
-    """The chat as one flat msgpack array: role code, content, timestamp, role code, ...
-
-    The timestamps are aware UTC datetimes: msgpack's C packer writes them as its Timestamp
-    extension (exact integer seconds and nanoseconds since the epoch), and ``timestamp=3``
-    makes the C unpacker build the UTC datetimes again.
+    Timestamps are integer microseconds since the epoch (UTC), as ChatMessage keeps them.
     """
     items: list[Any] = []
     append = items.append
@@ -427,9 +415,19 @@ def _pack_chat(chat: Iterable[ChatMessage]) -> bytes:
         role = message._role  # compared by identity: hashing an Enum member runs Python code
         append(0 if role is user else 1 if role is assistant else 2)
         append(message._content)
-        append(message._timestamp)
-    packer = _packer(default=_chat_default, strict_types=True, datetime=True, buf_size=_BUF_SIZE)
-    return packer.pack(items)
+        append(message._micros)
+    return items
+
+
+def _pack_record(record: list[Any], data: dict[str, Any]) -> bytes:
+    """``record`` packed; a failure is reported by the path of the value in ``data`` at fault."""
+    packer = _packer(default=_default, strict_types=True, buf_size=_BUF_SIZE)
+    try:
+        return packer.pack(record)
+    except MemoryError:
+        raise
+    except Exception as exc:
+        _raise_serialization_error(data, exc)
 
 
 def _bad_field(field: str, expected: str, value: object) -> SerializationError:
@@ -463,37 +461,23 @@ def encode_session(session: Session) -> bytes:
             raise _bad_field("history", "a list of str", history)
     ctx = session.context
     data = ctx._data
-    # The record is one msgpack array of 8 items, written piece by piece: the first seven by
-    # one packer, the chat by another (see _pack_chat).
-    packer = _packer(default=_default, strict_types=True, autoreset=False, buf_size=_BUF_SIZE)
-    pack = packer.pack
-    pack(graph_id)
-    pack(current_task_id)
-    pack(status_message)
-    pack(is_completed)
-    pack(history)
-    pack(ctx._max_chat_messages)
-    try:
-        pack(data)
-    except MemoryError:
-        raise
-    except Exception as exc:
-        _raise_serialization_error(data, exc)
-    return b"".join((_SESSION_START, packer.getbuffer(), _pack_chat(ctx._chat)))
+    record = [
+        graph_id,
+        current_task_id,
+        status_message,
+        is_completed,
+        history,
+        ctx._max_chat_messages,
+        data,
+        _flat_chat(ctx._chat),
+    ]
+    return _VERSION_BYTE + _pack_record(record, data)
 
 
 def encode_context(ctx: Context) -> bytes:
     """A snapshot of ``ctx`` (data, chat and cap) for :func:`decode_context`."""
     data = ctx._data
-    packer = _packer(default=_default, strict_types=True, autoreset=False, buf_size=_BUF_SIZE)
-    packer.pack(ctx._max_chat_messages)
-    try:
-        packer.pack(data)
-    except MemoryError:
-        raise
-    except Exception as exc:
-        _raise_serialization_error(data, exc)
-    return b"".join((_CONTEXT_START, packer.getbuffer(), _pack_chat(ctx._chat)))
+    return _pack_record([ctx._max_chat_messages, data, _flat_chat(ctx._chat)], data)
 
 
 # -- finding what failed (the slow path) --------------------------------------------------------
@@ -653,7 +637,7 @@ def _unpack_nested(data: bytes) -> list[Any]:
         raise _DecodeError(f"values nested more than {_MAX_EXT_DEPTH} levels deep")
     state.depth = depth + 1
     try:
-        value = unpackb(data, ext_hook=_ext_hook, strict_map_key=False, timestamp=3)
+        value = unpackb(data, ext_hook=_ext_hook, strict_map_key=False)
     finally:
         state.depth = depth
     if type(value) is not list:
@@ -744,7 +728,7 @@ def _unpack(blob: object) -> Any:
             f"it was stored in format version {found}, and this flowcore reads format "
             f"version {readable} only; load it with a flowcore that reads version {found}"
         )
-    return unpackb(memoryview(blob)[1:], ext_hook=_ext_hook, strict_map_key=False, timestamp=3)
+    return unpackb(memoryview(blob)[1:], ext_hook=_ext_hook, strict_map_key=False)
 
 
 def _build_context(max_chat_messages: Any, data: Any, chat: Any) -> Context:
@@ -755,17 +739,22 @@ def _build_context(max_chat_messages: Any, data: Any, chat: Any) -> Context:
             raise _DecodeError(f"a context key is not a str: {key!r}")
     if type(chat) is not list or len(chat) % 3:
         raise _DecodeError("the chat is not an array of (role, content, timestamp) triples")
+    chat_list = chat
     ctx = Context(max_chat_messages=max_chat_messages)
     ctx._data = data
-    if chat:
+    n = len(chat_list)
+    if n:
         messages = ctx._chat
         roles = _ROLES
-        for i in range(0, len(chat), 3):
-            role = roles.get(chat[i])
+        for i in range(0, n, 3):
+            role = roles.get(chat_list[i])
             if role is None:
-                raise _DecodeError(f"unknown chat role code {chat[i]!r}")
-            # ChatMessage checks the content (a str) and the timestamp (an aware datetime).
-            messages.append(ChatMessage(role, chat[i + 1], chat[i + 2]))
+                raise _DecodeError(f"unknown chat role code {chat_list[i]!r}")
+            content = chat_list[i + 1]
+            micros = chat_list[i + 2]
+            if type(content) is not str or type(micros) is not int:
+                raise _DecodeError("a chat message has no str content or no int timestamp")
+            messages.append(restore_message(role, content, micros))
     return ctx
 
 
@@ -817,7 +806,7 @@ def decode_session(blob: object, *, session_id: str, version: int) -> Session:
 def decode_context(blob: bytes) -> Context:
     """The Context snapshotted by :func:`encode_context`."""
     try:
-        record = unpackb(blob, ext_hook=_ext_hook, strict_map_key=False, timestamp=3)
+        record = unpackb(blob, ext_hook=_ext_hook, strict_map_key=False)
         if type(record) is not list or len(record) != 3:
             raise _DecodeError("the snapshot is not an array of 3 fields")
         return _build_context(record[0], record[1], record[2])

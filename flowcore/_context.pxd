@@ -6,10 +6,13 @@ cimport cython
 cdef class ChatMessage:
     cdef readonly object _role
     cdef readonly str _content
-    cdef readonly object _timestamp
+    cdef readonly object _micros
 
 @cython.final
 cdef class Context:
     cdef public dict _data
     cdef public object _chat
     cdef public object _max_chat_messages
+
+@cython.locals(message=ChatMessage)
+cpdef ChatMessage restore_message(object role, str content, object micros)

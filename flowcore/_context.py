@@ -7,16 +7,19 @@ C layout.
 from __future__ import annotations
 
 import enum
+import time
 from collections import deque
 from collections.abc import Iterable, Iterator, KeysView, Mapping
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from flowcore._errors import ContextError
 
-__all__ = ["ChatMessage", "Context", "MessageRole"]
+__all__ = ["ChatMessage", "Context", "MessageRole", "restore_message"]
 
 _UTC = timezone.utc
+_EPOCH = datetime(1970, 1, 1, tzinfo=_UTC)
+_ONE_MICROSECOND = timedelta(microseconds=1)
 _MISSING: Any = object()
 
 
@@ -31,7 +34,9 @@ class MessageRole(enum.Enum):
 class ChatMessage:
     """One chat message: ``role``, ``content`` and a UTC ``timestamp``. Immutable."""
 
-    __slots__ = ("_content", "_role", "_timestamp")
+    # The timestamp is kept as integer microseconds since the epoch: exact, cheap to store and
+    # to compare; the datetime is built when asked for.
+    __slots__ = ("_content", "_micros", "_role")
     __match_args__ = ("role", "content", "timestamp")
 
     def __init__(self, role: MessageRole, content: str, timestamp: datetime | None = None) -> None:
@@ -40,14 +45,14 @@ class ChatMessage:
         if type(content) is not str:
             raise TypeError(f"ChatMessage content must be a str, got {type(content).__name__}")
         if timestamp is None:
-            timestamp = datetime.now(_UTC)
+            micros = _now_micros()
         elif not isinstance(timestamp, datetime) or timestamp.tzinfo is None:
             raise TypeError("ChatMessage timestamp must be an aware datetime (UTC)")
         else:
-            timestamp = timestamp.astimezone(_UTC)
+            micros = (timestamp - _EPOCH) // _ONE_MICROSECOND
         self._role = role
         self._content = content
-        self._timestamp = timestamp
+        self._micros = micros
 
     @property
     def role(self) -> MessageRole:
@@ -62,7 +67,7 @@ class ChatMessage:
     @property
     def timestamp(self) -> datetime:
         """When the message was added, in UTC."""
-        return self._timestamp
+        return _EPOCH + timedelta(microseconds=self._micros)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ChatMessage):
@@ -70,17 +75,30 @@ class ChatMessage:
         return (
             self._role is other._role
             and self._content == other._content
-            and self._timestamp == other._timestamp
+            and self._micros == other._micros
         )
 
     def __hash__(self) -> int:
-        return hash((self._role, self._content, self._timestamp))
+        return hash((self._role, self._content, self._micros))
 
     def __repr__(self) -> str:
         return (
             f"ChatMessage(role={self._role}, content={self._content!r}, "
-            f"timestamp={self._timestamp.isoformat()!r})"
+            f"timestamp={self.timestamp.isoformat()!r})"
         )
+
+
+def _now_micros() -> int:
+    return time.time_ns() // 1000
+
+
+def restore_message(role: MessageRole, content: str, micros: int) -> ChatMessage:
+    """A ChatMessage from stored fields, already checked by the caller (the codec)."""
+    message = ChatMessage.__new__(ChatMessage)
+    message._role = role
+    message._content = content
+    message._micros = micros
+    return message
 
 
 def _key_error(key: object) -> ContextError:

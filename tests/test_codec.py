@@ -236,8 +236,9 @@ def test_blob_layout_is_a_version_byte_then_one_msgpack_array():
     )
     blob = encode_session(session)
     assert blob[0] == FORMAT_VERSION
-    record = msgpack.unpackb(blob[1:], timestamp=3)
-    assert record == ["g", "t", "ok", True, ["a", "b"], 1000, {"n": 1}, [1, "hi", stamp]]
+    record = msgpack.unpackb(blob[1:])
+    micros = (stamp - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+    assert record == ["g", "t", "ok", True, ["a", "b"], 1000, {"n": 1}, [1, "hi", micros]]
     assert b"s-1" not in blob  # the id lives beside the blob
 
 
@@ -834,9 +835,10 @@ def test_every_truncation_of_a_real_blob_is_refused(register):
         record_blob(data={1: "non-str key"}),
         record_blob(chat={}),
         record_blob(chat=[0, "hi"]),
-        record_blob(chat=[9, "hi", datetime(2024, 1, 1, tzinfo=UTC)]),
-        record_blob(chat=[0, 5, datetime(2024, 1, 1, tzinfo=UTC)]),
-        record_blob(chat=[0, "hi", 1700000000]),
+        record_blob(chat=[9, "hi", 1_700_000_000_000_000]),  # unknown role
+        record_blob(chat=[0, 5, 1_700_000_000_000_000]),  # content not a str
+        record_blob(chat=[0, "hi", 1.5]),  # timestamp not an int
+        record_blob(chat=[0, "hi", "2024-01-01"]),
     ],
 )
 def test_malformed_records_are_refused(blob: bytes) -> None:
