@@ -68,7 +68,7 @@ import dataclasses
 import enum
 import struct
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import date, datetime, time, timedelta, timezone, tzinfo
 from decimal import Decimal
 from typing import Any, NoReturn, TypeVar
@@ -76,7 +76,7 @@ from uuid import UUID
 
 from msgpack import ExtType, Packer, Timestamp, unpackb
 
-from flowcore._context import ChatMessage, Context, MessageRole, restore_message
+from flowcore._context import Context
 from flowcore._errors import SerializationError, StorageError
 from flowcore._session import Session
 
@@ -141,9 +141,6 @@ _QQ = struct.Struct(">qq")
 _I = struct.Struct(">i")
 _III = struct.Struct(">iii")
 
-_USER = MessageRole.USER
-_ASSISTANT = MessageRole.ASSISTANT
-_ROLES: dict[int, MessageRole] = {0: _USER, 1: _ASSISTANT, 2: MessageRole.SYSTEM}
 
 _HINT = "register it with flowcore.codec.register_type or store a supported type"
 
@@ -402,23 +399,6 @@ def _default(obj: Any) -> ExtType:
     return _pack_nested(EXT_REGISTERED, [entry.name, value])
 
 
-def _flat_chat(chat: Iterable[ChatMessage]) -> list[Any]:
-    """The chat as one flat list: role code, content, timestamp, role code, ...
-
-    Timestamps are integer microseconds since the epoch (UTC), as ChatMessage keeps them.
-    """
-    items: list[Any] = []
-    append = items.append
-    user = _USER
-    assistant = _ASSISTANT
-    for message in chat:
-        role = message._role  # compared by identity: hashing an Enum member runs Python code
-        append(0 if role is user else 1 if role is assistant else 2)
-        append(message._content)
-        append(message._micros)
-    return items
-
-
 def _pack_record(record: list[Any], data: dict[str, Any]) -> bytes:
     """``record`` packed; a failure is reported by the path of the value in ``data`` at fault."""
     packer = _packer(default=_default, strict_types=True, buf_size=_BUF_SIZE)
@@ -469,7 +449,7 @@ def encode_session(session: Session) -> bytes:
         history,
         ctx._max_chat_messages,
         data,
-        _flat_chat(ctx._chat),
+        ctx._chat,
     ]
     return _VERSION_BYTE + _pack_record(record, data)
 
@@ -477,7 +457,7 @@ def encode_session(session: Session) -> bytes:
 def encode_context(ctx: Context) -> bytes:
     """A snapshot of ``ctx`` (data, chat and cap) for :func:`decode_context`."""
     data = ctx._data
-    return _pack_record([ctx._max_chat_messages, data, _flat_chat(ctx._chat)], data)
+    return _pack_record([ctx._max_chat_messages, data, ctx._chat], data)
 
 
 # -- finding what failed (the slow path) --------------------------------------------------------
@@ -743,18 +723,16 @@ def _build_context(max_chat_messages: Any, data: Any, chat: Any) -> Context:
     ctx = Context(max_chat_messages=max_chat_messages)
     ctx._data = data
     n = len(chat_list)
-    if n:
-        messages = ctx._chat
-        roles = _ROLES
-        for i in range(0, n, 3):
-            role = roles.get(chat_list[i])
-            if role is None:
-                raise _DecodeError(f"unknown chat role code {chat_list[i]!r}")
-            content = chat_list[i + 1]
-            micros = chat_list[i + 2]
-            if type(content) is not str or type(micros) is not int:
-                raise _DecodeError("a chat message has no str content or no int timestamp")
-            messages.append(restore_message(role, content, micros))
+    for i in range(0, n, 3):
+        code = chat_list[i]
+        # The context keeps the chat flat, as stored: check each triple, build nothing.
+        if type(code) is not int or not 0 <= code <= 2:
+            raise _DecodeError(f"unknown chat role code {code!r}")
+        if type(chat_list[i + 1]) is not str or type(chat_list[i + 2]) is not int:
+            raise _DecodeError("a chat message has no str content or no int timestamp")
+    if max_chat_messages is not None and n > 3 * max_chat_messages:
+        del chat_list[: n - 3 * max_chat_messages]
+    ctx._chat = chat_list
     return ctx
 
 

@@ -11,7 +11,7 @@ cdef class ChatMessage:
 @cython.final
 cdef class Context:
     cdef public dict _data
-    cdef public object _chat
+    cdef public list _chat
     cdef public object _max_chat_messages
 
 @cython.locals(message=ChatMessage)

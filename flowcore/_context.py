@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import enum
 import time
-from collections import deque
 from collections.abc import Iterable, Iterator, KeysView, Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from flowcore._errors import ContextError
 
-__all__ = ["ChatMessage", "Context", "MessageRole", "restore_message"]
+__all__ = ["ROLES", "ChatMessage", "Context", "MessageRole", "restore_message"]
 
 _UTC = timezone.utc
 _EPOCH = datetime(1970, 1, 1, tzinfo=_UTC)
@@ -107,6 +106,11 @@ def _key_error(key: object) -> ContextError:
     )
 
 
+_ROLE_CODES = {MessageRole.USER: 0, MessageRole.ASSISTANT: 1, MessageRole.SYSTEM: 2}
+ROLES = (MessageRole.USER, MessageRole.ASSISTANT, MessageRole.SYSTEM)
+"""The roles by their stored code: 0 user, 1 assistant, 2 system."""
+
+
 class Context:
     """The data a task reads and writes (string keys) plus a chat history.
 
@@ -115,6 +119,9 @@ class Context:
     copied only when the session is saved and loaded.
     """
 
+    # The chat is kept flat, three items a message (role code, content, microseconds), the way
+    # it is stored: loading and saving a session moves the list as it is, and ChatMessage
+    # objects are made only for a caller who asks for them.
     __slots__ = ("_chat", "_data", "_max_chat_messages")
 
     def __init__(
@@ -131,7 +138,7 @@ class Context:
                 f"{type(max_chat_messages).__name__}: {max_chat_messages!r}"
             )
         self._data: dict[str, Any] = {}
-        self._chat: deque[ChatMessage] = deque(maxlen=max_chat_messages)
+        self._chat: list[Any] = []
         self._max_chat_messages = max_chat_messages
         if data is not None:
             self.update(data)
@@ -197,14 +204,14 @@ class Context:
             return NotImplemented
         return (
             self._data == other._data
-            and list(self._chat) == list(other._chat)
+            and self._chat == other._chat
             and self._max_chat_messages == other._max_chat_messages
         )
 
     __hash__ = None  # type: ignore[assignment]  # mutable
 
     def __repr__(self) -> str:
-        return f"Context({self._data!r}, chat_messages={len(self._chat)})"
+        return f"Context({self._data!r}, chat_messages={len(self._chat) // 3})"
 
     # -- chat ---------------------------------------------------------------------------------
 
@@ -213,41 +220,54 @@ class Context:
         """How many chat messages are kept (None: all)."""
         return self._max_chat_messages
 
+    def _append(self, code: int, content: str, micros: int) -> None:
+        chat = self._chat
+        chat.append(code)
+        chat.append(content)
+        chat.append(micros)
+        cap = self._max_chat_messages
+        if cap is not None and len(chat) > 3 * cap:
+            del chat[: len(chat) - 3 * cap]
+
     def add_message(self, message: ChatMessage) -> None:
         """Append a ChatMessage (the oldest go first once the cap is reached)."""
         if not isinstance(message, ChatMessage):
             raise ContextError(f"add_message takes a ChatMessage, got {type(message).__name__}")
-        self._chat.append(message)
+        self._append(_ROLE_CODES[message._role], message._content, message._micros)
 
     def add_user_message(self, text: str) -> None:
         """Append a message from the user."""
-        self._chat.append(ChatMessage(MessageRole.USER, text))
+        self._append(0, _check_text(text), _now_micros())
 
     def add_assistant_message(self, text: str) -> None:
         """Append a message from the assistant."""
-        self._chat.append(ChatMessage(MessageRole.ASSISTANT, text))
+        self._append(1, _check_text(text), _now_micros())
 
     def add_system_message(self, text: str) -> None:
         """Append a system message."""
-        self._chat.append(ChatMessage(MessageRole.SYSTEM, text))
+        self._append(2, _check_text(text), _now_micros())
+
+    def _messages(self, start: int) -> list[ChatMessage]:
+        chat = self._chat
+        roles = ROLES
+        return [
+            restore_message(roles[chat[i]], chat[i + 1], chat[i + 2])
+            for i in range(start, len(chat), 3)
+        ]
 
     def get_chat_history(self) -> list[ChatMessage]:
         """Every kept message, oldest first (an independent list)."""
-        return list(self._chat)
+        return self._messages(0)
 
     def get_last_messages(self, n: int) -> list[ChatMessage]:
         """The last ``n`` messages, oldest first (all if n >= the length; none if n == 0)."""
         if type(n) is not int or n < 0:
             raise ContextError(f"get_last_messages takes an int >= 0, got {n!r}")
-        chat = self._chat
-        length = len(chat)
-        if n >= length:
-            return list(chat)
-        return [chat[i] for i in range(length - n, length)]
+        return self._messages(max(0, len(self._chat) - 3 * n))
 
     def chat_history_len(self) -> int:
         """How many messages are kept."""
-        return len(self._chat)
+        return len(self._chat) // 3
 
     def clear_chat_history(self) -> None:
         """Remove every chat message; the data stays."""
@@ -255,7 +275,9 @@ class Context:
 
     def messages_for_llm(self) -> list[dict[str, str]]:
         """The history as ``[{"role": "user", "content": ...}, ...]``, oldest first."""
-        return [{"role": m._role.value, "content": m._content} for m in self._chat]
+        chat = self._chat
+        names = _ROLE_NAMES
+        return [{"role": names[chat[i]], "content": chat[i + 1]} for i in range(0, len(chat), 3)]
 
     # -- snapshots (used by retries and the codec) ------------------------------------------
 
@@ -264,3 +286,12 @@ class Context:
         self._data = other._data
         self._chat = other._chat
         self._max_chat_messages = other._max_chat_messages
+
+
+_ROLE_NAMES = tuple(role.value for role in ROLES)
+
+
+def _check_text(text: object) -> str:
+    if type(text) is not str:
+        raise ContextError(f"A chat message must be a str, got {type(text).__name__}: {text!r}")
+    return text
