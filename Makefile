@@ -4,17 +4,20 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.flowcore-installed
 PLUGINS := $(wildcard plugins/*/pyproject.toml)
+# The example plugin of docs/plugins.md, installed so its test runs it as users would.
+EXAMPLE_PLUGIN := docs/examples/flowcore-example/pyproject.toml
 HOT     := _values _context _codec _kernel
 HOT_SRC := $(wildcard $(foreach m,$(HOT),flowcore/$(m).py flowcore/$(m).pxd))
 EXT_STAMP := build/.flowcore-extensions
 
 .PHONY: demo demo-interactive build test lint typecheck bench bench-check clean
 
-# Create the virtualenv and install flowcore (editable, with the dev tools) and every plugin.
-$(STAMP): pyproject.toml setup.py $(PLUGINS)
+# Create the virtualenv and install flowcore (editable, with the dev tools), every plugin and
+# the example plugin.
+$(STAMP): pyproject.toml setup.py $(PLUGINS) $(EXAMPLE_PLUGIN)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]' $(foreach p,$(PLUGINS),-e $(dir $(p)))
+	$(BIN)/python -m pip install --quiet -e '.[dev]' $(foreach p,$(PLUGINS) $(EXAMPLE_PLUGIN),-e $(dir $(p)))
 	touch $(STAMP)
 
 # Recompile the hot path whenever one of its sources changed since the last build, so the

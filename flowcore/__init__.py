@@ -1,7 +1,7 @@
 """flowcore: run workflows one step at a time, with each run's state kept in storage.
 
 Everything public is importable from here; the submodules are private except
-:mod:`flowcore.codec`.
+:mod:`flowcore.codec` and :mod:`flowcore.testing`.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from flowcore._errors import (
     ExecutionLimitExceeded,
     GraphError,
     InvalidEdge,
+    PluginError,
+    PluginWarning,
     SerializationError,
     SessionConflict,
     SessionNotFound,
@@ -24,11 +26,26 @@ from flowcore._errors import (
 )
 from flowcore._fanout import FanOutTask
 from flowcore._graph import Graph, GraphBuilder
+from flowcore._handlers import ErrorDecision, ErrorHandler, TaskFailure
+from flowcore._hooks import hookimpl, hookspec
+from flowcore._logging_tracer import LoggingTracer
 from flowcore._open import open_storage
+from flowcore._plugins import register_plugin, unregister_plugin
 from flowcore._runner import FlowRunner
 from flowcore._session import Session
 from flowcore._storage import InMemorySessionStorage, SessionStorage
 from flowcore._task import RetryPolicy, Task, task
+from flowcore._tracing import (
+    ErrorHandled,
+    RunEnded,
+    RunStarted,
+    SessionLoaded,
+    SessionSaved,
+    TaskEnded,
+    TaskRetrying,
+    TaskStarted,
+    Tracer,
+)
 from flowcore._values import ExecutionResult, ExecutionStatus, NextAction, TaskResult
 
 __version__ = "0.1.0"
@@ -41,6 +58,9 @@ __all__ = [
     "ChatMessage",
     "Context",
     "ContextError",
+    "ErrorDecision",
+    "ErrorHandled",
+    "ErrorHandler",
     "ExecutionLimitExceeded",
     "ExecutionResult",
     "ExecutionStatus",
@@ -51,22 +71,38 @@ __all__ = [
     "GraphError",
     "InMemorySessionStorage",
     "InvalidEdge",
+    "LoggingTracer",
     "MessageRole",
     "NextAction",
+    "PluginError",
+    "PluginWarning",
     "RetryPolicy",
+    "RunEnded",
+    "RunStarted",
     "SerializationError",
     "Session",
     "SessionConflict",
+    "SessionLoaded",
     "SessionNotFound",
+    "SessionSaved",
     "SessionStorage",
     "StorageError",
     "Task",
+    "TaskEnded",
     "TaskExecutionFailed",
+    "TaskFailure",
     "TaskNotFound",
     "TaskResult",
+    "TaskRetrying",
+    "TaskStarted",
+    "Tracer",
     "__version__",
+    "hookimpl",
+    "hookspec",
     "open_storage",
+    "register_plugin",
     "task",
+    "unregister_plugin",
 ]
 
 # Report public names as flowcore.X in reprs, tracebacks and docs.

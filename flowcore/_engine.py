@@ -1,21 +1,28 @@
-"""Running a session's step: the task calls, timeouts, retries and the ContinueAndExecute loop.
+"""Running a session's step: the task calls, timeouts, retries, error handling and the
+ContinueAndExecute loop.
 
-The async edge around ``_kernel``: it awaits tasks and storage, the kernel decides.
+The async edge around ``_kernel``: it awaits tasks and storage, the kernel decides. A step with
+no tracer and no error handler (``observers`` None) takes the plain path: no event is built and
+no clock is read.
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
+from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from flowcore._codec import decode_context, encode_context
 from flowcore._context import Context
 from flowcore._errors import ExecutionLimitExceeded, TaskExecutionFailed, TaskNotFound
+from flowcore._handlers import ErrorDecision, Handler, Report, Retry, Route, TaskFailure, decide
 from flowcore._kernel import apply_result
+from flowcore._observers import Observers
 from flowcore._session import Session
 from flowcore._task import RetryPolicy, Task
 from flowcore._timeout import DeadlineExceeded, await_with_timeout
+from flowcore._tracing import ErrorHandled, TaskEnded, TaskRetrying, TaskStarted, emit
 from flowcore._values import ExecutionResult, ExecutionStatus, TaskResult
 
 if TYPE_CHECKING:
@@ -61,21 +68,129 @@ async def _attempt(task: Task, task_id: str, ctx: Context, timeout: float | None
     return result
 
 
-async def _attempt_with_retries(
-    task: Task, task_id: str, ctx: Context, timeout: float | None, policy: RetryPolicy
-) -> TaskResult:
-    snapshot = encode_context(ctx)
-    failures = 0
+class _ObservedTask:
+    """A task of a step run with tracers or error handlers, and what they are told about it."""
+
+    __slots__ = (
+        "attempts",
+        "failure",
+        "graph_id",
+        "handlers",
+        "observers",
+        "session",
+        "task",
+        "task_id",
+    )
+
+    def __init__(
+        self,
+        observers: Observers,
+        handlers: tuple[Handler, ...],
+        graph_id: str,
+        session: Session,
+        task: Task,
+        task_id: str,
+    ) -> None:
+        self.observers = observers
+        self.handlers = handlers
+        self.graph_id = graph_id
+        self.session = session
+        self.task = task
+        self.task_id = task_id
+        self.attempts = 0
+        self.failure: TaskExecutionFailed | None = None  # the failure a handler routed/reported
+
+    async def decide(self, failure: TaskExecutionFailed) -> ErrorDecision:
+        """Ask the error handlers what ``failure`` becomes (Raise when none decides)."""
+        observers = self.observers
+        session = self.session
+        decided = await decide(
+            self.handlers,
+            TaskFailure(
+                session.id,
+                self.graph_id,
+                self.task_id,
+                self.task,
+                failure,
+                self.attempts,
+                session.context,
+            ),
+        )
+        if decided is None:
+            return ErrorDecision.Raise
+        handler, decision = decided
+        if observers.error_handled:
+            event = ErrorHandled(
+                session.id, self.graph_id, self.task_id, self.attempts, failure, handler, decision
+            )
+            emit(observers.error_handled, event)
+        return decision
+
+    def retrying(self, failure: TaskExecutionFailed, delay: float) -> None:
+        """Tell the tracers that the failed attempt is retried after ``delay`` seconds."""
+        if self.observers.task_retrying:
+            event = TaskRetrying(
+                self.session.id, self.graph_id, self.task_id, self.attempts, failure, delay
+            )
+            emit(self.observers.task_retrying, event)
+
+
+async def _attempts(
+    task: Task,
+    task_id: str,
+    ctx: Context,
+    timeout: float | None,
+    policy: RetryPolicy | None,
+    observed: _ObservedTask | None,
+) -> TaskResult | ExecutionStatus:
+    """Attempt the task until it succeeds or its failure is decided on.
+
+    The task's RetryPolicy comes first; when it gives up, the error handlers (if any) decide.
+    Returns the task's result (or the one a handler routed to), or the Error status of a
+    reported failure. Each retry, route or report restores the context as it was before.
+    """
+    handled = observed is not None and bool(observed.handlers)
+    snapshot = encode_context(ctx) if policy is not None or handled else b""
+    attempt = 0
     while True:
+        attempt += 1
+        if observed is not None:
+            observed.attempts = attempt
         try:
             return await _attempt(task, task_id, ctx, timeout)
         except TaskExecutionFailed as failure:
-            failures += 1
             cause = failure.__cause__
-            if cause is None or not policy.should_retry(cause, failures):
+            if policy is not None and cause is not None and policy.should_retry(cause, attempt):
+                delay = policy.delay(attempt)
+            elif not handled or observed is None:
                 raise
+            else:
+                decision = await observed.decide(failure)
+                if isinstance(decision, Retry):
+                    delay = decision.delay
+                elif isinstance(decision, (Route, Report)):
+                    ctx._restore_from(decode_context(snapshot))
+                    observed.failure = failure
+                    return _decided_outcome(decision, failure)
+                else:
+                    raise
+            if observed is not None:
+                observed.retrying(failure, delay)
         ctx._restore_from(decode_context(snapshot))
-        await asyncio.sleep(policy.delay(failures))
+        await asyncio.sleep(delay)
+
+
+def _decided_outcome(
+    decision: Route | Report, failure: TaskExecutionFailed
+) -> TaskResult | ExecutionStatus:
+    """What a Route or Report decision makes of ``failure``."""
+    if isinstance(decision, Route):
+        message = decision.status_message
+        return TaskResult(
+            decision.response, decision.next_action, str(failure) if message is None else message
+        )
+    message = decision.message
+    return ExecutionStatus.Error(str(failure) if message is None else message)
 
 
 async def run_task(
@@ -89,11 +204,61 @@ async def run_task(
     policy = task.retry
     if policy is None:
         return await _attempt(task, task_id, ctx, timeout)
-    return await _attempt_with_retries(task, task_id, ctx, timeout, policy)
+    # With no handlers to route or report, the outcome is always a TaskResult.
+    return await _attempts(task, task_id, ctx, timeout, policy, None)  # type: ignore[return-value]
 
 
-async def execute_session(graph: Graph, session: Session) -> ExecutionResult:
-    """Run the session's current task, and the chain after it, and move the session on."""
+async def _run_observed_task(
+    observers: Observers,
+    handlers: tuple[Handler, ...],
+    graph_id: str,
+    session: Session,
+    task: Task,
+    task_id: str,
+    default_timeout: float | None,
+) -> TaskResult | ExecutionStatus:
+    """``run_task`` with the tracers told and the error handlers asked."""
+    observed = _ObservedTask(observers, handlers, graph_id, session, task, task_id)
+    timeout = task.timeout if task.timeout is not None else default_timeout
+    ended = observers.task_ended
+    started_at = perf_counter() if ended else 0.0
+    if observers.task_started:
+        emit(observers.task_started, TaskStarted(session.id, graph_id, task_id))
+    policy = task.retry
+    try:
+        if policy is None and not handlers:
+            observed.attempts = 1
+            outcome: TaskResult | ExecutionStatus = await _attempt(
+                task, task_id, session.context, timeout
+            )
+        else:
+            outcome = await _attempts(task, task_id, session.context, timeout, policy, observed)
+    except BaseException as exc:
+        if ended:
+            duration = perf_counter() - started_at
+            emit(
+                ended,
+                TaskEnded(session.id, graph_id, task_id, None, exc, duration, observed.attempts),
+            )
+        raise
+    if ended:
+        result = outcome if type(outcome) is TaskResult else None
+        duration = perf_counter() - started_at
+        event = TaskEnded(
+            session.id, graph_id, task_id, result, observed.failure, duration, observed.attempts
+        )
+        emit(ended, event)
+    return outcome
+
+
+async def execute_session(
+    graph: Graph, session: Session, observers: Observers | None = None
+) -> ExecutionResult:
+    """Run the session's current task, and the chain after it, and move the session on.
+
+    With ``observers``, tracers see each task and error handlers decide on failures; a
+    reported failure ends the step with its Error status and the failed task still current.
+    """
     if session.is_completed:
         return _COMPLETED_RESULT
     tasks = graph._tasks
@@ -118,7 +283,17 @@ async def execute_session(graph: Graph, session: Session) -> ExecutionResult:
                 "loops: end it with Continue or WaitForInput, or raise max_steps"
             )
         ran += 1
-        result = await run_task(task, task_id, ctx, default_timeout)
+        handlers = () if observers is None else observers.handlers_for(task)
+        if observers is None or not (handlers or observers.traces_tasks):
+            result = await run_task(task, task_id, ctx, default_timeout)
+        else:
+            outcome = await _run_observed_task(
+                observers, handlers, graph.id, session, task, task_id, default_timeout
+            )
+            if type(outcome) is not TaskResult:  # a reported failure ends the step here
+                session.status_message = outcome.message  # type: ignore[union-attr]
+                return ExecutionResult(None, outcome)  # type: ignore[arg-type]
+            result = outcome
         status = apply_result(routes, tasks, session, task_id, result)
         if status is not None:
             return ExecutionResult(result.response, status)

@@ -8,10 +8,14 @@ Every error is a :class:`GraphError`, so one ``except GraphError`` catches them 
     ├── SessionNotFound           no session is stored under an id
     ├── InvalidEdge               GraphBuilder.build() found an edge to an unknown task
     ├── ExecutionLimitExceeded    one step ran more than Graph.max_steps tasks
+    ├── PluginError               a plugin is broken, or two plugins claim one thing
     ├── ContextError              a bad key, or a bad use of the Context
     │   └── SerializationError    a context value cannot be stored
     └── StorageError              a backend failed, or a stored blob is unreadable
         └── SessionConflict       another writer saved the session first
+
+A plugin that cannot be loaded never stops the others: flowcore warns with
+:class:`PluginWarning` (a ``UserWarning``) and lists the problem in ``flowcore plugins``.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ __all__ = [
     "ExecutionLimitExceeded",
     "GraphError",
     "InvalidEdge",
+    "PluginError",
+    "PluginWarning",
     "SerializationError",
     "SessionConflict",
     "SessionNotFound",
@@ -89,6 +95,14 @@ class InvalidEdge(GraphError):
 
 class ExecutionLimitExceeded(GraphError):
     """One step would run more tasks than ``Graph.max_steps`` allows."""
+
+
+class PluginError(GraphError):
+    """A plugin is broken (bad hook, failing registration) or two plugins claim one thing."""
+
+
+class PluginWarning(UserWarning):
+    """An installed plugin could not be loaded or registered; the other plugins still work."""
 
 
 class ContextError(GraphError):

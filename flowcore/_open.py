@@ -1,43 +1,20 @@
-"""open_storage(url): pick a storage backend by the URL's scheme."""
+"""open_storage(url): the storage backend a plugin registered for the URL's scheme."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-from flowcore._errors import StorageError
-from flowcore._storage import InMemorySessionStorage, SessionStorage
+from flowcore import _plugins
+from flowcore._errors import PluginError, StorageError
+from flowcore._storage import SessionStorage
 
-__all__ = ["StorageFactory", "open_storage", "register_storage_scheme", "storage_schemes"]
-
-StorageFactory = Callable[..., SessionStorage]
-"""``factory(url, **options) -> SessionStorage``."""
-
-_factories: dict[str, StorageFactory] = {}
-
-
-def register_storage_scheme(scheme: str, factory: StorageFactory) -> None:
-    """Make ``open_storage`` hand URLs of ``scheme`` to ``factory(url, **options)``."""
-    if type(scheme) is not str or not scheme or not scheme.isascii():
-        raise ValueError(f"A storage scheme must be a non-empty ASCII str, got {scheme!r}")
-    key = scheme.lower()
-    existing = _factories.get(key)
-    if existing is not None and existing is not factory:
-        raise StorageError(
-            f"Storage scheme '{key}' is already registered by {_describe(existing)}; "
-            f"{_describe(factory)} cannot claim it too"
-        )
-    _factories[key] = factory
+__all__ = ["open_storage", "storage_schemes"]
 
 
 def storage_schemes() -> list[str]:
     """The URL schemes ``open_storage`` knows, sorted."""
-    return sorted(_factories)
-
-
-def _describe(factory: StorageFactory) -> str:
-    return f"{getattr(factory, '__module__', '?')}.{getattr(factory, '__qualname__', factory)}"
+    return sorted(_plugins.registry().storage)
 
 
 def _scheme_of(url: str) -> str:
@@ -55,26 +32,22 @@ def _scheme_of(url: str) -> str:
 def open_storage(url: str, **options: Any) -> SessionStorage:
     """A storage backend for ``url`` (``memory://`` built in; others come from plugins).
 
-    A backend that must connect does so on first use or in ``async with``.
+    A backend that must connect does so on first use or in ``async with``. An unknown scheme
+    raises StorageError listing the known ones; a scheme two plugins claim raises PluginError.
     """
     scheme = _scheme_of(url)
-    factory = _factories.get(scheme)
+    registry = _plugins.registry()
+    factory = registry.storage_factory(scheme)
     if factory is None:
         raise StorageError(
             f"No storage backend for scheme '{scheme}' (from '{url}'). Installed schemes: "
             f"{', '.join(storage_schemes())}. Install the plugin that provides it "
             "(e.g. flowcore-sql for sqlite:// and postgresql://)"
         )
-    return factory(url, **options)
-
-
-def _open_memory(url: str, **options: Any) -> InMemorySessionStorage:
-    if options:
-        raise TypeError(f"memory:// takes no options, got {', '.join(sorted(options))}")
-    rest = url.split("://", 1)[1]
-    if rest not in ("", "/"):
-        raise StorageError(f"memory:// takes no host or path, got '{url}'; use 'memory://'")
-    return InMemorySessionStorage()
-
-
-register_storage_scheme("memory", _open_memory)
+    storage = factory(url, **options)
+    if not isinstance(storage, SessionStorage):
+        raise PluginError(
+            f"The '{scheme}' storage factory of plugin '{registry.storage_plugin(scheme)}' "
+            f"returned {type(storage).__name__}, not a flowcore.SessionStorage"
+        )
+    return storage

@@ -1,9 +1,15 @@
-"""Small building blocks the tests share: tasks that do one thing, and a runner factory."""
+"""Small building blocks the tests share: tasks that do one thing, a runner factory, and
+installed plugins made up for a test."""
 
 from __future__ import annotations
 
 import asyncio
+import sys
+import textwrap
 from collections.abc import Callable
+from pathlib import Path
+
+import pytest
 
 from flowcore import (
     Context,
@@ -72,3 +78,33 @@ def runner_for(graph: Graph) -> FlowRunner:
 
 
 Predicate = Callable[[Context], bool]
+
+
+def install_plugin(
+    monkeypatch: pytest.MonkeyPatch,
+    root: Path,
+    distribution: str,
+    *,
+    version: str = "1.0",
+    entry_points: dict[str, str],
+    modules: dict[str, str],
+) -> Path:
+    """Install a distribution whose ``entry_points`` (name -> module) are in group flowcore.
+
+    ``modules`` maps module names to their source. The distribution lives in its own directory
+    under ``root``, put on sys.path for the test; returns that directory.
+    """
+    home = root / distribution
+    home.mkdir()
+    for module, source in modules.items():
+        (home / f"{module}.py").write_text(textwrap.dedent(source))
+        monkeypatch.delitem(sys.modules, module, raising=False)  # imported afresh, and forgotten
+    dist_info = home / f"{distribution.replace('-', '_')}-{version}.dist-info"
+    dist_info.mkdir()
+    (dist_info / "METADATA").write_text(
+        f"Metadata-Version: 2.1\nName: {distribution}\nVersion: {version}\n"
+    )
+    lines = "".join(f"{name} = {module}\n" for name, module in entry_points.items())
+    (dist_info / "entry_points.txt").write_text(f"[flowcore]\n{lines}")
+    monkeypatch.syspath_prepend(str(home))
+    return home

@@ -1,0 +1,470 @@
+"""Test helpers for plugin authors: the storage conformance suite.
+
+Every storage backend, first- or third-party, runs :class:`StorageConformance` in its own tests by
+subclassing it and overriding one fixture, ``storage``::
+
+    import pytest
+    from flowcore.testing import StorageConformance
+
+    class TestMyStorage(StorageConformance):
+        @pytest.fixture
+        async def storage(self, tmp_path):
+            async with MyStorage(tmp_path / "sessions.db") as storage:
+                yield storage
+
+The suite needs pytest and pytest-asyncio. Under pytest-asyncio's strict mode, decorate the
+fixture with ``@pytest_asyncio.fixture`` instead of ``@pytest.fixture``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import enum
+import inspect
+import math
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from datetime import date, datetime, time, timedelta, timezone
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from flowcore._context import Context
+from flowcore._errors import SerializationError, SessionConflict, StorageError
+from flowcore._session import Session
+from flowcore._storage import SessionStorage
+from flowcore.codec import encode_session, register_type, unregister_type
+
+__all__ = ["CODEC_VALUES", "FREE_TEXT_IDS", "RawBlobWriter", "StorageConformance"]
+
+RawBlobWriter = Callable[[str, int, bytes], "Awaitable[None] | None"]
+"""``put_raw_blob(session_id, version, blob)``: store ``blob`` as is, bypassing ``save``."""
+
+_IST = timezone(timedelta(hours=5, minutes=30))
+
+CODEC_VALUES: list[Any] = [
+    None,
+    True,
+    False,
+    0,
+    -(2**63),
+    2**64,
+    -(2**100),
+    1.5,
+    -0.0,
+    math.inf,
+    "",
+    "héllo ✓ 日本語",
+    b"\x00\xff",
+    [1, "a", None],
+    (1, (2, "x"), [3]),
+    {"a": 1, "b": [1, 2], "c": {"d": None}},
+    {1: "int", 2.5: "float", None: "none", False: "bool", (1, "t"): "tuple"},
+    {1, 2, "x"},
+    frozenset({"a", (1, 2)}),
+    datetime(2024, 2, 29, 23, 59, 59, 999999),
+    datetime(2024, 1, 1, 12, 30, 15, 17, tzinfo=_IST),
+    datetime(2024, 1, 1, 12, tzinfo=timezone.utc),
+    date(2024, 2, 29),
+    time(23, 59, 59, 999999),
+    time(12, 30, tzinfo=_IST),
+    timedelta(days=-3, seconds=5, microseconds=7),
+    uuid.UUID("12345678-1234-5678-1234-567812345678"),
+    Decimal("3.141592653589793238462643383279502884197"),
+    Decimal("-Infinity"),
+]
+"""One or more values of every type the codec stores itself (see ``flowcore.codec``)."""
+
+FREE_TEXT_IDS: list[str] = [
+    "élève ✓ 日本語 🎉",
+    'O\'Brien said "hi"',
+    "'; DROP TABLE sessions; --",
+    "100% _match_ [a-z]* \\ ?",
+    "line\nbreak\ttab",
+    "  padded  ",
+    "x" * 300,
+]
+"""Session ids a backend must store and find exactly: any str is a valid id."""
+
+
+class _Priority(enum.Enum):
+    LOW = 1
+    HIGH = 2
+
+
+@dataclasses.dataclass(frozen=True)
+class _Parcel:
+    weight: Decimal
+    tags: frozenset[str]
+    priority: _Priority
+
+
+def _assert_same(expected: Any, actual: Any, where: str = "value") -> None:
+    """``expected == actual``, with every part of exactly the same type."""
+    assert type(actual) is type(expected), (
+        f"{where}: {type(expected).__name__} came back as {type(actual).__name__}"
+    )
+    if isinstance(expected, float) and math.isnan(expected):
+        assert math.isnan(actual), where
+    elif isinstance(expected, (list, tuple)):
+        assert len(actual) == len(expected), where
+        for i, (x, y) in enumerate(zip(expected, actual, strict=True)):
+            _assert_same(x, y, f"{where}[{i}]")
+    elif isinstance(expected, dict):
+        assert actual == expected, where
+        for key, value in expected.items():
+            _assert_same(value, actual[key], f"{where}[{key!r}]")
+    else:
+        assert actual == expected, where
+        if isinstance(expected, float):
+            assert math.copysign(1, actual) == math.copysign(1, expected), f"{where}: sign"
+        if isinstance(expected, (datetime, time)):
+            assert actual.utcoffset() == expected.utcoffset(), f"{where}: UTC offset"
+
+
+def _new(session_id: str = "s1", **values: Any) -> Session:
+    return Session.new_from_task(session_id, "start", graph_id="conformance", context=values)
+
+
+class StorageConformance:
+    """The storage contract as tests. Subclass it (as ``Test...``) and override ``storage``.
+
+    Override ``put_raw_blob`` too if the backend can store raw bytes under an id; the tests of
+    malformed blobs are skipped otherwise.
+    """
+
+    pytestmark = pytest.mark.asyncio
+
+    @pytest.fixture
+    def storage(self) -> SessionStorage:
+        """A fresh, empty backend. Every subclass must override this fixture."""
+        pytest.fail(
+            f"{type(self).__name__} must override the `storage` fixture to yield a fresh, "
+            "empty SessionStorage"
+        )
+
+    @pytest.fixture
+    def put_raw_blob(self, storage: SessionStorage) -> RawBlobWriter | None:
+        """``put_raw_blob(session_id, version, blob)`` (plain or async) storing ``blob`` as is.
+
+        Return None (the default) when the backend offers no way to plant raw bytes.
+        """
+        return None
+
+    @pytest.fixture
+    def registered_types(self) -> Iterator[None]:
+        """An enum and a dataclass registered with the codec for one test."""
+        register_type(_Priority, name="flowcore.testing.Priority")
+        register_type(_Parcel, name="flowcore.testing.Parcel")
+        yield
+        unregister_type(_Parcel)
+        unregister_type(_Priority)
+
+    # -- get and save ------------------------------------------------------------------------
+
+    async def test_a_missing_session_is_none(self, storage: SessionStorage) -> None:
+        assert await storage.get("never-saved") is None
+
+    async def test_the_first_save_stores_version_one(self, storage: SessionStorage) -> None:
+        session = _new(amount=100)
+        assert session.version == 0
+
+        await storage.save(session)
+
+        assert session.version == 1
+        loaded = await storage.get("s1")
+        assert loaded is not None
+        assert loaded.id == "s1"
+        assert loaded.version == 1
+        assert loaded.context.get("amount") == 100
+
+    async def test_each_save_bumps_the_version(self, storage: SessionStorage) -> None:
+        session = _new()
+        for expected in (1, 2, 3):
+            await storage.save(session)
+            assert session.version == expected
+        loaded = await storage.get("s1")
+        assert loaded is not None
+        assert loaded.version == 3
+
+    async def test_every_session_field_round_trips(self, storage: SessionStorage) -> None:
+        ctx = Context({"amount": 100}, max_chat_messages=5)
+        ctx.add_system_message("be brief")
+        ctx.add_user_message("my bike was stolen")
+        ctx.add_assistant_message("sorry to hear that")
+        session = Session.new_from_task("s1", "review", graph_id="claims", context=ctx)
+        session.status_message = "waiting for the adjuster"
+        session.history = ["intake", "triage"]
+        session.is_completed = True
+        await storage.save(session)
+
+        loaded = await storage.get("s1")
+
+        assert loaded is not None
+        assert (loaded.id, loaded.graph_id, loaded.current_task_id) == ("s1", "claims", "review")
+        assert loaded.status_message == "waiting for the adjuster"
+        assert loaded.history == ["intake", "triage"]
+        assert loaded.is_completed is True
+        assert loaded.context.max_chat_messages == 5
+        assert loaded.context.get_chat_history() == ctx.get_chat_history()
+        assert loaded.context.get("amount") == 100
+
+    # -- copy semantics ----------------------------------------------------------------------
+
+    async def test_a_loaded_session_is_an_independent_copy(self, storage: SessionStorage) -> None:
+        await storage.save(_new(items=[1]))
+
+        first = await storage.get("s1")
+        second = await storage.get("s1")
+        assert first is not None
+        assert second is not None
+        assert first is not second
+        first.context.get("items").append(2)
+        first.context.set("new", True)
+        first.current_task_id = "elsewhere"
+        first.context.add_user_message("not saved")
+
+        assert second.context.get("items") == [1]
+        again = await storage.get("s1")
+        assert again is not None
+        assert again.context.get("items") == [1]
+        assert "new" not in again.context
+        assert again.current_task_id == "start"
+        assert again.context.chat_history_len() == 0
+
+    async def test_nothing_reaches_storage_but_save(self, storage: SessionStorage) -> None:
+        session = _new(items=[1])
+        await storage.save(session)
+
+        session.context.get("items").append(2)  # the caller's object, after the save
+        session.context.set("later", True)
+
+        loaded = await storage.get("s1")
+        assert loaded is not None
+        assert loaded.context.get("items") == [1]
+        assert "later" not in loaded.context
+
+    # -- compare-and-set on version ------------------------------------------------------------
+
+    async def test_a_stale_save_is_refused_and_stores_nothing(
+        self, storage: SessionStorage
+    ) -> None:
+        await storage.save(_new())
+        first = await storage.get("s1")
+        second = await storage.get("s1")
+        assert first is not None
+        assert second is not None
+        first.context.set("writer", "first")
+        await storage.save(first)
+
+        second.context.set("writer", "second")
+        with pytest.raises(SessionConflict):
+            await storage.save(second)
+
+        assert second.version == 1  # left as it was
+        stored = await storage.get("s1")
+        assert stored is not None
+        assert stored.version == 2
+        assert stored.context.get("writer") == "first"
+
+    async def test_version_zero_means_create_only(self, storage: SessionStorage) -> None:
+        await storage.save(_new(owner="first"))
+
+        late = _new(owner="second")
+        with pytest.raises(SessionConflict):
+            await storage.save(late)
+
+        assert late.version == 0
+        stored = await storage.get("s1")
+        assert stored is not None
+        assert stored.version == 1
+        assert stored.context.get("owner") == "first"
+
+    async def test_saving_a_deleted_session_is_a_conflict(self, storage: SessionStorage) -> None:
+        await storage.save(_new())
+        loaded = await storage.get("s1")
+        assert loaded is not None
+        await storage.delete("s1")
+
+        with pytest.raises(SessionConflict):
+            await storage.save(loaded)
+
+        assert loaded.version == 1
+        assert await storage.get("s1") is None
+
+    async def test_a_version_ahead_of_the_stored_one_is_a_conflict(
+        self, storage: SessionStorage
+    ) -> None:
+        await storage.save(_new())
+        ahead = _new()
+        ahead.version = 5
+
+        with pytest.raises(SessionConflict):
+            await storage.save(ahead)
+
+        assert ahead.version == 5
+        stored = await storage.get("s1")
+        assert stored is not None
+        assert stored.version == 1
+
+    async def test_concurrent_saves_of_one_session_let_exactly_one_win(
+        self, storage: SessionStorage
+    ) -> None:
+        await storage.save(_new())
+        copies = [await storage.get("s1") for _ in range(8)]
+        for i, copy in enumerate(copies):
+            assert copy is not None
+            copy.context.set("writer", i)
+
+        outcomes = await asyncio.gather(
+            *(storage.save(copy) for copy in copies if copy is not None), return_exceptions=True
+        )
+
+        winners = [i for i, outcome in enumerate(outcomes) if outcome is None]
+        assert len(winners) == 1, outcomes
+        assert all(isinstance(o, SessionConflict) for o in outcomes if o is not None), outcomes
+        stored = await storage.get("s1")
+        assert stored is not None
+        assert stored.version == 2
+        assert stored.context.get("writer") == winners[0]
+
+    async def test_concurrent_creates_of_one_id_let_exactly_one_win(
+        self, storage: SessionStorage
+    ) -> None:
+        sessions = [_new(creator=i) for i in range(8)]
+
+        outcomes = await asyncio.gather(
+            *(storage.save(s) for s in sessions), return_exceptions=True
+        )
+
+        winners = [i for i, outcome in enumerate(outcomes) if outcome is None]
+        assert len(winners) == 1, outcomes
+        assert all(isinstance(o, SessionConflict) for o in outcomes if o is not None), outcomes
+        stored = await storage.get("s1")
+        assert stored is not None
+        assert stored.version == 1
+        assert stored.context.get("creator") == winners[0]
+
+    # -- delete ------------------------------------------------------------------------------
+
+    async def test_delete_removes_the_session_whatever_its_version(
+        self, storage: SessionStorage
+    ) -> None:
+        session = _new()
+        await storage.save(session)
+        await storage.save(session)
+
+        await storage.delete("s1")
+
+        assert await storage.get("s1") is None
+        await storage.save(_new())  # the id is free again
+        stored = await storage.get("s1")
+        assert stored is not None
+        assert stored.version == 1
+
+    async def test_deleting_a_missing_session_is_fine(self, storage: SessionStorage) -> None:
+        await storage.delete("never-saved")
+        assert await storage.get("never-saved") is None
+
+    # -- values ------------------------------------------------------------------------------
+
+    @pytest.mark.parametrize("value", CODEC_VALUES, ids=repr)
+    async def test_every_codec_type_round_trips(self, storage: SessionStorage, value: Any) -> None:
+        await storage.save(_new(value=value, nested=[{"v": value}]))
+
+        loaded = await storage.get("s1")
+
+        assert loaded is not None
+        _assert_same(value, loaded.context.get("value"))
+        _assert_same([{"v": value}], loaded.context.get("nested"))
+
+    async def test_registered_types_round_trip(
+        self, storage: SessionStorage, registered_types: None
+    ) -> None:
+        parcel = _Parcel(Decimal("2.50"), frozenset({"fragile"}), _Priority.HIGH)
+        await storage.save(_new(parcel=parcel, by_priority={_Priority.LOW: [parcel]}))
+
+        loaded = await storage.get("s1")
+
+        assert loaded is not None
+        _assert_same(parcel, loaded.context.get("parcel"))
+        assert loaded.context.get("by_priority") == {_Priority.LOW: [parcel]}
+
+    async def test_an_unstorable_value_fails_at_save_and_changes_nothing(
+        self, storage: SessionStorage
+    ) -> None:
+        session = _new(ok=1)
+        await storage.save(session)
+        session.context.set("lock", asyncio.Lock())
+
+        with pytest.raises(SerializationError, match=r"context\['lock'\]"):
+            await storage.save(session)
+
+        assert session.version == 1
+        stored = await storage.get("s1")
+        assert stored is not None
+        assert stored.version == 1
+        assert "lock" not in stored.context
+
+    # -- ids ---------------------------------------------------------------------------------
+
+    @pytest.mark.parametrize("session_id", FREE_TEXT_IDS, ids=lambda i: repr(i)[:40])
+    async def test_any_text_is_a_session_id(self, storage: SessionStorage, session_id: str) -> None:
+        session = _new(session_id, marker=session_id)
+        await storage.save(session)
+        await storage.save(session)
+
+        loaded = await storage.get(session_id)
+
+        assert loaded is not None
+        assert loaded.id == session_id
+        assert loaded.version == 2
+        assert loaded.context.get("marker") == session_id
+        await storage.delete(session_id)
+        assert await storage.get(session_id) is None
+
+    async def test_ids_are_matched_exactly(self, storage: SessionStorage) -> None:
+        # Ids that a case-insensitive, space-trimming or pattern-matching store would confuse.
+        ids = ["Claim", "claim", "claim ", "cl%", "cl_im", "x" * 300, "x" * 301]
+        for session_id in ids:
+            await storage.save(_new(session_id, marker=session_id))
+
+        for session_id in ids:
+            loaded = await storage.get(session_id)
+            assert loaded is not None, session_id
+            assert loaded.context.get("marker") == session_id
+        await storage.delete("cl%")
+        assert await storage.get("claim") is not None
+        assert await storage.get("cl_im") is not None
+
+    # -- unreadable blobs ----------------------------------------------------------------------
+
+    @pytest.mark.parametrize(
+        "damage",
+        [
+            pytest.param(lambda blob: b"", id="empty"),
+            pytest.param(lambda blob: blob[: len(blob) // 2], id="truncated"),
+            pytest.param(lambda blob: b"\x09" + blob[1:], id="unknown-format-version"),
+            pytest.param(lambda blob: b"\x01\xc1\xff\x00garbage", id="garbage"),
+        ],
+    )
+    async def test_an_unreadable_blob_raises_storage_error_naming_the_session(
+        self,
+        storage: SessionStorage,
+        put_raw_blob: RawBlobWriter | None,
+        damage: Callable[[bytes], bytes],
+    ) -> None:
+        if put_raw_blob is None:
+            pytest.skip("the backend's tests give no put_raw_blob fixture to plant raw bytes")
+        blob = encode_session(_new("bad 'id'", amount=100, notes=["a", "b"]))
+        planted = put_raw_blob("bad 'id'", 1, damage(blob))
+        if inspect.isawaitable(planted):
+            await planted
+
+        with pytest.raises(StorageError, match="bad 'id'"):
+            await storage.get("bad 'id'")
+
+        await storage.save(_new("good", amount=1))  # the backend still works
+        assert await storage.get("good") is not None
