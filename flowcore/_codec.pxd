@@ -1,6 +1,6 @@
 # C types for flowcore._codec in the compiled build (the .py beside it is the one source).
 cimport cython
-from flowcore._context cimport Context
+from flowcore._context cimport Context, restore_context
 
-@cython.locals(ctx=Context, i=Py_ssize_t, n=Py_ssize_t, chat_list=list)
+@cython.locals(i=Py_ssize_t, n=Py_ssize_t, chat_list=list)
 cpdef Context _build_context(object max_chat_messages, object data, object chat)

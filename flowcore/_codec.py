@@ -76,7 +76,7 @@ from uuid import UUID
 
 from msgpack import ExtType, Packer, Timestamp, unpackb
 
-from flowcore._context import Context
+from flowcore._context import Context, restore_context
 from flowcore._errors import SerializationError, StorageError
 from flowcore._session import Session
 
@@ -720,8 +720,6 @@ def _build_context(max_chat_messages: Any, data: Any, chat: Any) -> Context:
     if type(chat) is not list or len(chat) % 3:
         raise _DecodeError("the chat is not an array of (role, content, timestamp) triples")
     chat_list = chat
-    ctx = Context(max_chat_messages=max_chat_messages)
-    ctx._data = data
     n = len(chat_list)
     for i in range(0, n, 3):
         code = chat_list[i]
@@ -730,9 +728,9 @@ def _build_context(max_chat_messages: Any, data: Any, chat: Any) -> Context:
             raise _DecodeError(f"unknown chat role code {code!r}")
         if type(chat_list[i + 1]) is not str or type(chat_list[i + 2]) is not int:
             raise _DecodeError("a chat message has no str content or no int timestamp")
+    ctx = restore_context(data, chat_list, max_chat_messages)  # checks the cap
     if max_chat_messages is not None and n > 3 * max_chat_messages:
         del chat_list[: n - 3 * max_chat_messages]
-    ctx._chat = chat_list
     return ctx
 
 

@@ -16,3 +16,6 @@ cdef class Context:
 
 @cython.locals(message=ChatMessage)
 cpdef ChatMessage restore_message(object role, str content, object micros)
+
+@cython.locals(ctx=Context)
+cpdef Context restore_context(dict data, list chat, object max_chat_messages)

@@ -14,7 +14,14 @@ from typing import Any
 
 from flowcore._errors import ContextError
 
-__all__ = ["ROLES", "ChatMessage", "Context", "MessageRole", "restore_message"]
+__all__ = [
+    "ROLES",
+    "ChatMessage",
+    "Context",
+    "MessageRole",
+    "restore_context",
+    "restore_message",
+]
 
 _UTC = timezone.utc
 _EPOCH = datetime(1970, 1, 1, tzinfo=_UTC)
@@ -130,16 +137,9 @@ class Context:
         *,
         max_chat_messages: int | None = 1000,
     ) -> None:
-        if max_chat_messages is not None and (
-            type(max_chat_messages) is not int or max_chat_messages < 0
-        ):
-            raise ContextError(
-                "max_chat_messages must be None or an int >= 0, got "
-                f"{type(max_chat_messages).__name__}: {max_chat_messages!r}"
-            )
         self._data: dict[str, Any] = {}
         self._chat: list[Any] = []
-        self._max_chat_messages = max_chat_messages
+        self._max_chat_messages = _check_cap(max_chat_messages)
         if data is not None:
             self.update(data)
 
@@ -295,3 +295,23 @@ def _check_text(text: object) -> str:
     if type(text) is not str:
         raise ContextError(f"A chat message must be a str, got {type(text).__name__}: {text!r}")
     return text
+
+
+def _check_cap(max_chat_messages: object) -> int | None:
+    if max_chat_messages is not None and (
+        type(max_chat_messages) is not int or max_chat_messages < 0
+    ):
+        raise ContextError(
+            "max_chat_messages must be None or an int >= 0, got "
+            f"{type(max_chat_messages).__name__}: {max_chat_messages!r}"
+        )
+    return max_chat_messages
+
+
+def restore_context(data: dict[str, Any], chat: list[Any], max_chat_messages: object) -> Context:
+    """A Context over stored ``data`` and flat ``chat`` that the caller (the codec) checked."""
+    ctx = Context.__new__(Context)
+    ctx._data = data
+    ctx._chat = chat
+    ctx._max_chat_messages = _check_cap(max_chat_messages)
+    return ctx

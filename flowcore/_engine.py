@@ -11,13 +11,13 @@ from __future__ import annotations
 import asyncio
 import inspect
 from time import perf_counter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from flowcore._codec import decode_context, encode_context
 from flowcore._context import Context
-from flowcore._errors import ExecutionLimitExceeded, TaskExecutionFailed, TaskNotFound
+from flowcore._errors import TaskExecutionFailed
 from flowcore._handlers import ErrorDecision, Handler, Report, Retry, Route, TaskFailure, decide
-from flowcore._kernel import apply_result
+from flowcore._kernel import StepRun, not_a_result
 from flowcore._observers import Observers
 from flowcore._session import Session
 from flowcore._task import RetryPolicy, Task
@@ -33,38 +33,43 @@ __all__ = ["execute_session", "run_task"]
 _COMPLETED_RESULT = ExecutionResult(None, ExecutionStatus.Completed)
 
 
-def _not_a_result(task_id: str, value: object) -> TaskExecutionFailed:
-    return TaskExecutionFailed(
-        task_id,
-        f"Task '{task_id}' failed: run() returned {type(value).__name__}, not a TaskResult "
-        "(return TaskResult(...) or TaskResult.move_to_next())",
-    )
+def _raise_timed_out(task_id: str, seconds: float) -> NoReturn:
+    failure = TaskExecutionFailed.timed_out(task_id, seconds)
+    raise failure from TimeoutError(str(failure))
+
+
+async def _await_task(awaitable: Any, task_id: str, timeout: float | None) -> Any:
+    """Await what an async task's run() returned, under ``timeout``; failures wrapped."""
+    try:
+        if timeout is None:
+            return await awaitable
+        return await await_with_timeout(awaitable, timeout)
+    except DeadlineExceeded:
+        _raise_timed_out(task_id, timeout)  # type: ignore[arg-type]
+    except Exception as exc:
+        raise TaskExecutionFailed.failed(task_id, exc) from exc
 
 
 async def _attempt(task: Task, task_id: str, ctx: Context, timeout: float | None) -> TaskResult:
     """One call of ``task.run(ctx)``, with its time limit and its failures wrapped."""
+    own_timeout = task.timeout
     try:
-        if task.timeout is not None and not inspect.iscoroutinefunction(task.run):
+        if own_timeout is not None and not inspect.iscoroutinefunction(task.run):
             # A plain def with its own timeout runs in a worker thread so the limit holds.
             loop = asyncio.get_running_loop()
             result: Any = await await_with_timeout(
-                loop.run_in_executor(None, task.run, ctx), task.timeout
+                loop.run_in_executor(None, task.run, ctx), own_timeout
             )
         else:
             result = task.run(ctx)
-        if type(result) is not TaskResult and inspect.isawaitable(result):
-            if timeout is None:
-                result = await result
-            else:
-                result = await await_with_timeout(result, timeout)
     except DeadlineExceeded:
-        seconds = task.timeout if task.timeout is not None else timeout
-        failure = TaskExecutionFailed.timed_out(task_id, seconds)  # type: ignore[arg-type]
-        raise failure from TimeoutError(str(failure))
+        _raise_timed_out(task_id, own_timeout)  # type: ignore[arg-type]
     except Exception as exc:
         raise TaskExecutionFailed.failed(task_id, exc) from exc
+    if type(result) is not TaskResult and inspect.isawaitable(result):
+        result = await _await_task(result, task_id, timeout)
     if not isinstance(result, TaskResult):
-        raise _not_a_result(task_id, result)
+        raise not_a_result(task_id, result)
     return result
 
 
@@ -261,30 +266,39 @@ async def execute_session(
     """
     if session.is_completed:
         return _COMPLETED_RESULT
-    tasks = graph._tasks
-    routes = graph._routes
-    ctx = session.context
-    max_steps = graph.max_steps
+    step = StepRun(graph.id, graph._tasks, graph._routes, graph.max_steps, session)
+    if observers is not None:
+        return await _execute_observed(graph, session, step, observers)
+    # The kernel runs plain tasks inline; the engine awaits async ones and takes the full
+    # path (own timeout, retries) for the rest.
     default_timeout = graph.task_timeout
-    ran = 0
     while True:
-        task_id = session.current_task_id
-        task = tasks.get(task_id)
-        if task is None:
-            raise TaskNotFound(
-                task_id,
-                f"Task '{task_id}' (the current task of session '{session.id}') "
-                f"is not in graph '{graph.id}'",
-            )
-        if max_steps is not None and ran >= max_steps:
-            raise ExecutionLimitExceeded(
-                f"Session '{session.id}' ran {ran} tasks in one step, the limit of graph "
-                f"'{graph.id}' (max_steps={max_steps}); a ContinueAndExecute chain probably "
-                "loops: end it with Continue or WaitForInput, or raise max_steps"
-            )
-        ran += 1
-        handlers = () if observers is None else observers.handlers_for(task)
-        if observers is None or not (handlers or observers.traces_tasks):
+        status = step.run_inline()
+        if status is None:
+            pending = step.pending
+            if pending is not None:
+                step.pending = None
+                task = step.task
+                timeout = default_timeout if task.timeout is None else task.timeout
+                result = await _await_task(pending, step.task_id, timeout)
+            else:
+                result = await run_task(step.task, step.task_id, session.context, default_timeout)
+            status = step.finish(result)
+        if status is not None:
+            return ExecutionResult(step.result.response, status)  # type: ignore[union-attr]
+
+
+async def _execute_observed(
+    graph: Graph, session: Session, step: StepRun, observers: Observers
+) -> ExecutionResult:
+    """The step with tracers told about each task and error handlers asked about failures."""
+    ctx = session.context
+    default_timeout = graph.task_timeout
+    while True:
+        task = step.begin()
+        task_id = step.task_id
+        handlers = observers.handlers_for(task)
+        if not (handlers or observers.traces_tasks):
             result = await run_task(task, task_id, ctx, default_timeout)
         else:
             outcome = await _run_observed_task(
@@ -294,6 +308,6 @@ async def execute_session(
                 session.status_message = outcome.message  # type: ignore[union-attr]
                 return ExecutionResult(None, outcome)  # type: ignore[arg-type]
             result = outcome
-        status = apply_result(routes, tasks, session, task_id, result)
+        status = step.finish(result)
         if status is not None:
             return ExecutionResult(result.response, status)

@@ -1,8 +1,27 @@
 # C signatures of flowcore._kernel for the compiled build (the .py beside it is the one source).
-from flowcore._values cimport TaskResult
+from flowcore._values cimport TaskResult, paused
 
 cpdef object find_next_task(dict routes, str from_id, object ctx)
 
 cdef void _leave(object session, str task_id) except *
 
 cpdef object apply_result(dict routes, dict tasks, object session, str task_id, TaskResult result)
+
+cpdef object not_a_result(str task_id, object value)
+
+cdef class StepRun:
+    cdef public object ctx
+    cdef public str graph_id
+    cdef public object max_steps
+    cdef public object pending
+    cdef public Py_ssize_t ran
+    cdef public object result
+    cdef public dict routes
+    cdef public object session
+    cdef public object task
+    cdef public str task_id
+    cdef public dict tasks
+
+    cpdef object begin(self)
+    cpdef object run_inline(self)
+    cpdef object finish(self, object result)

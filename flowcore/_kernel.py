@@ -7,10 +7,11 @@ types. Nothing here awaits; ``_engine`` drives it.
 from __future__ import annotations
 
 from collections.abc import Callable
+from inspect import isawaitable
 from typing import Any
 
 from flowcore._context import Context
-from flowcore._errors import TaskExecutionFailed, TaskNotFound
+from flowcore._errors import ExecutionLimitExceeded, TaskExecutionFailed, TaskNotFound
 from flowcore._session import HISTORY_LIMIT, Session
 from flowcore._values import (
     CONTINUE,
@@ -20,11 +21,11 @@ from flowcore._values import (
     GO_TO,
     WAIT_FOR_INPUT,
     ExecutionStatus,
-    Paused,
     TaskResult,
+    paused,
 )
 
-__all__ = ["Route", "apply_result", "find_next_task"]
+__all__ = ["Route", "StepRun", "apply_result", "find_next_task", "not_a_result"]
 
 Predicate = Callable[[Context], bool]
 # Per source task: its conditional edges (predicate, yes_id) in the order added, and the first
@@ -83,12 +84,12 @@ def apply_result(
     if kind in (CONTINUE, CONTINUE_AND_EXECUTE):
         next_id = find_next_task(routes, task_id, session.context)
         if next_id is None:
-            return Paused(task_id, REASON_NO_EDGE)
+            return paused(task_id, REASON_NO_EDGE)
         if next_id != task_id:  # an edge back to the same task is no change: no history
             _leave(session, task_id)
             session.current_task_id = next_id
         if kind == CONTINUE:
-            return Paused(next_id, REASON_CONTINUE)
+            return paused(next_id, REASON_CONTINUE)
         return None
     if kind == WAIT_FOR_INPUT:
         return _WAITING
@@ -105,12 +106,120 @@ def apply_result(
         if target != task_id:
             _leave(session, task_id)
             session.current_task_id = target
-        return Paused(target, REASON_GOTO)
+        return paused(target, REASON_GOTO)
     if kind == GO_BACK:
         history = session.history
         if not history:
             return _WAITING
         previous = history.pop()
         session.current_task_id = previous
-        return Paused(previous, REASON_GOBACK)
+        return paused(previous, REASON_GOBACK)
     raise AssertionError(f"unknown NextAction kind {kind}")  # pragma: no cover
+
+
+def not_a_result(task_id: str, value: object) -> TaskExecutionFailed:
+    """The failure of a task whose run() returned something other than a TaskResult."""
+    return TaskExecutionFailed(
+        task_id,
+        f"Task '{task_id}' failed: run() returned {type(value).__name__}, not a TaskResult "
+        "(return TaskResult(...) or TaskResult.move_to_next())",
+    )
+
+
+class StepRun:
+    """One step in progress: the tasks it runs inline, and where the engine must take over.
+
+    :meth:`run_inline` calls plain tasks one after another and applies their results, the way
+    a ContinueAndExecute chain runs, until the step ends (it returns the status) or a task
+    needs the event loop: an async task's awaitable is left in ``pending``; a task with its own
+    timeout or retry policy is left for the engine's full path (``pending`` None). The engine
+    then hands the task's result to :meth:`finish` and calls :meth:`run_inline` again.
+    """
+
+    __slots__ = (
+        "ctx",
+        "graph_id",
+        "max_steps",
+        "pending",
+        "ran",
+        "result",
+        "routes",
+        "session",
+        "task",
+        "task_id",
+        "tasks",
+    )
+
+    def __init__(
+        self,
+        graph_id: str,
+        tasks: dict[str, Any],
+        routes: dict[str, Route],
+        max_steps: int | None,
+        session: Session,
+    ) -> None:
+        self.graph_id = graph_id
+        self.tasks = tasks
+        self.routes = routes
+        self.max_steps = max_steps
+        self.session = session
+        self.ctx = session.context
+        self.ran = 0
+        self.task: Any = None
+        self.task_id = ""
+        self.pending: Any = None
+        self.result: TaskResult | None = None
+
+    def begin(self) -> Any:
+        """The session's current task, counted against ``max_steps``."""
+        session = self.session
+        task_id = session.current_task_id
+        task = self.tasks.get(task_id)
+        if task is None:
+            raise TaskNotFound(
+                task_id,
+                f"Task '{task_id}' (the current task of session '{session.id}') "
+                f"is not in graph '{self.graph_id}'",
+            )
+        max_steps = self.max_steps
+        if max_steps is not None and self.ran >= max_steps:
+            raise ExecutionLimitExceeded(
+                f"Session '{session.id}' ran {self.ran} tasks in one step, the limit of graph "
+                f"'{self.graph_id}' (max_steps={max_steps}); a ContinueAndExecute chain "
+                "probably loops: end it with Continue or WaitForInput, or raise max_steps"
+            )
+        self.ran += 1
+        self.task = task
+        self.task_id = task_id
+        return task
+
+    def run_inline(self) -> ExecutionStatus | None:
+        """Run tasks until the step ends (its status) or the engine must take over (None)."""
+        ctx = self.ctx
+        while True:
+            task = self.begin()
+            if task.retry is not None or task.timeout is not None:
+                self.pending = None
+                return None
+            try:
+                result = task.run(ctx)
+            except Exception as exc:
+                raise TaskExecutionFailed.failed(self.task_id, exc) from exc
+            if not isinstance(result, TaskResult):
+                if isawaitable(result):
+                    self.pending = result
+                    return None
+                raise not_a_result(self.task_id, result)
+            status = apply_result(self.routes, self.tasks, self.session, self.task_id, result)
+            if status is not None:
+                self.result = result
+                return status
+
+    def finish(self, result: object) -> ExecutionStatus | None:
+        """Apply the result of the task the engine ran; the step's status, or None to go on."""
+        if not isinstance(result, TaskResult):
+            raise not_a_result(self.task_id, result)
+        status = apply_result(self.routes, self.tasks, self.session, self.task_id, result)
+        if status is not None:
+            self.result = result
+        return status

@@ -19,6 +19,9 @@ cdef class Paused(ExecutionStatus):
 cdef class Error(ExecutionStatus):
     pass
 
+@cython.locals(status=Paused)
+cpdef Paused paused(str next_task_id, str reason)
+
 @cython.final
 @cython.freelist(8)
 cdef class ExecutionResult:

@@ -212,6 +212,15 @@ class Paused(ExecutionStatus):
         return self._second  # type: ignore[return-value]
 
 
+def paused(next_task_id: str, reason: str) -> Paused:
+    """``Paused(next_task_id, reason)`` from values the engine already knows to be str."""
+    status = Paused.__new__(Paused)
+    status._kind = PAUSED
+    status._first = next_task_id
+    status._second = reason
+    return status
+
+
 class Error(ExecutionStatus):
     """``ExecutionStatus.Error(message)``: an error handler reported a failure."""
 
