@@ -43,19 +43,35 @@ def _fallback(reason: str) -> None:
 
 
 class OptionalBuildExt(build_ext):
-    """Compile the extensions, or fall back to pure Python with a banner."""
+    """Compile the extensions, or fall back to pure Python with one banner."""
+
+    failed = False
 
     def run(self) -> None:
         try:
             super().run()
         except Exception as exc:  # no compiler, no headers...
-            _fallback(f"{type(exc).__name__}: {exc}")
+            self._give_up(f"{type(exc).__name__}: {exc}")
 
     def build_extension(self, ext: Extension) -> None:
+        if self.failed:
+            return  # one missing compiler is reported once, not once per module
         try:
             super().build_extension(ext)
         except Exception as exc:
-            _fallback(f"{ext.name}: {type(exc).__name__}: {exc}")
+            self._give_up(f"{ext.name}: {type(exc).__name__}: {exc}")
+
+    def copy_extensions_to_source(self) -> None:
+        if not self.failed:  # nothing was built to copy
+            super().copy_extensions_to_source()
+
+    def get_outputs(self) -> list[str]:
+        return [] if self.failed else super().get_outputs()
+
+    def _give_up(self, reason: str) -> None:
+        if not self.failed:
+            self.failed = True
+            _fallback(reason)
 
 
 def _extensions() -> list[Extension]:
