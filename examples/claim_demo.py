@@ -1,10 +1,15 @@
 """An insurance claim, one step at a time: the flowcore demo.
 
     python examples/claim_demo.py                  # a scripted claim (what `make demo` runs)
+    python examples/claim_demo.py --stop-after 5   # stop half way: the claim stays stored
+    python examples/claim_demo.py --session ID     # continue a stored claim where it stopped
     python examples/claim_demo.py --interactive    # you play the claimant and the claims handler
-    python examples/claim_demo.py --storage URL    # another backend, e.g. sqlite:///claims.db
-    python examples/claim_demo.py --interactive --storage URL --session ID   # continue a claim
+    python examples/claim_demo.py --interactive --session ID   # continue a claim yourself
+    python examples/claim_demo.py --storage URL    # another backend, e.g. memory:// or postgresql://...
     python examples/claim_demo.py --mermaid        # print the workflow as a Mermaid chart
+
+Sessions are kept in SQLite, in ``.flowcore/demo.db`` under the current directory (created if
+missing), so a claim outlives the process that started it: any later run can take its next step.
 
 The workflow is a graph of tasks. Each call of ``await runner.run(session_id, context_updates=...)``
 loads the claim's session from storage, runs its current task (and any task chained to it with
@@ -27,10 +32,11 @@ import asyncio
 import os
 import re
 import signal
+import subprocess
 import sys
 import textwrap
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -44,6 +50,7 @@ from flowcore import (
     Graph,
     GraphBuilder,
     GraphError,
+    MessageRole,
     NextAction,
     Session,
     SessionNotFound,
@@ -56,11 +63,13 @@ from flowcore import (
 
 __all__ = [
     "AUTO_APPROVE_LIMIT",
+    "DEFAULT_STORAGE",
     "QUESTIONS",
     "SCRIPTED_ANSWERS",
     "SMALL_CLAIM_ANSWERS",
     "Step",
     "Transcript",
+    "answers_given",
     "build_graph",
     "drive",
     "main",
@@ -69,6 +78,8 @@ __all__ = [
 ]
 
 GRAPH_ID = "insurance-claim"
+DEFAULT_STORAGE = "sqlite:///.flowcore/demo.db"
+"""Where the demo keeps its sessions: a SQLite file that outlives the process."""
 AUTO_APPROVE_LIMIT = Decimal("1000")
 """Claims under this amount whose checks pass are approved without a person looking at them."""
 MAX_AMOUNT = Decimal("1000000")
@@ -459,14 +470,28 @@ async def drive(
     before = await storage.get(session_id)
     if before is None:
         raise SessionNotFound(session_id)
+    # Every step saves the session once, and creating it saved it first: a stored session at
+    # version v has taken v - 1 steps, in whichever processes took them.
+    steps_before = before.version - 1
     updates: dict[str, Any] = {}
+    if is_waiting(before):  # stopped at a question (in this process or another): answer it
+        history = before.context.get_last_messages(1)
+        question = history[0].content if history else None
+        if question is not None:
+            out(wrap(question, "        asked:    "))
+        key, who = QUESTIONS[before.current_task_id]
+        answer = ask(key, who, question)
+        if answer is None:
+            transcript.session = before
+            return transcript
+        updates = {key: answer}
     while len(transcript.steps) < max_steps:
         result = await runner.run(session_id, context_updates=updates)
         after = await storage.get(session_id)
         if after is None:  # deleted by someone else meanwhile
             raise SessionNotFound(session_id)
         step = Step(
-            len(transcript.steps) + 1,
+            steps_before + len(transcript.steps) + 1,
             updates,
             tasks_ran(before, after, result.status),
             result.response,
@@ -478,6 +503,8 @@ async def drive(
         updates = {}
         match result.status:
             case ExecutionStatus.WaitingForInput:
+                if len(transcript.steps) >= max_steps:
+                    break  # the answer waits for the next run
                 key, who = QUESTIONS[after.current_task_id]
                 answer = ask(key, who, result.response)
                 if answer is None:
@@ -490,6 +517,15 @@ async def drive(
             case _:  # Completed, or an Error reported by an error handler
                 break
     return transcript
+
+
+def is_waiting(session: Session) -> bool:
+    """Whether the session's last step asked a question that has not been answered yet."""
+    return (
+        session.current_task_id in QUESTIONS
+        and session.status_message is not None
+        and session.status_message.startswith("waiting for")
+    )
 
 
 def describe(status: ExecutionStatus) -> str:
@@ -542,26 +578,52 @@ def show_ending(transcript: Transcript, out: Callable[[str], object], *, chat: b
         out(f"\nChat history of session {session.id} ({len(history)} messages):")
         for message in history:
             out(wrap(message.content, f"  {message.role.value:>9}: "))
+    taken = transcript.steps[-1].number if transcript.steps else session.version - 1
     if session.is_completed:
-        out(f"\nCompleted in {plural(len(transcript.steps), 'step')}.")
+        out(f"\nCompleted in {plural(taken, 'step')}.")
         out(wrap(session.context.get("summary", ""), "Summary: "))
     else:
         out(
-            f"\nStopped after {plural(len(transcript.steps), 'step')}; session {session.id!r} "
+            f"\nStopped after {plural(taken, 'step')}; session {session.id!r} "
             f"waits at task '{session.current_task_id}'."
         )
 
 
+def answers_given(session: Session) -> int:
+    """How many answers a claim has had: the chat history keeps each one.
+
+    The claimant's answers are user messages; the claims handler's decision is a system message.
+    """
+    return sum(
+        message.role == MessageRole.USER or message.content.startswith("Claims handler decision")
+        for message in session.context.get_chat_history()
+    )
+
+
 async def play(
     runner: FlowRunner,
-    answers: Iterable[str] = SCRIPTED_ANSWERS,
+    answers: Sequence[str] = SCRIPTED_ANSWERS,
     *,
     session_id: str | None = None,
     out: Callable[[str], object] = print,
+    stop_after: int | None = None,
 ) -> Transcript:
-    """Play one claim with canned answers, printing each step; return what happened."""
-    session = await runner.create_session(session_id)
-    canned = iter(answers)
+    """Play a claim with canned answers, printing each step; return what happened.
+
+    A stored ``session_id`` continues where it stopped, with the answers it has not had yet.
+    ``stop_after`` stops after that many steps, leaving the claim stored.
+    """
+    stored = None if session_id is None else await runner.storage.get(session_id)
+    if stored is None:
+        session = await runner.create_session(session_id)
+        canned = iter(answers)
+    else:
+        session = stored
+        if session.is_completed:
+            out(f"\nSession {session.id!r} is already completed.")
+        else:
+            out(f"\nContinuing session {session.id!r} at task '{session.current_task_id}'.")
+        canned = iter(answers[answers_given(stored) :])
 
     def answer(key: str, who: str, question: str | None) -> str | None:
         reply = next(canned, None)
@@ -569,8 +631,12 @@ async def play(
             out(f"        {who}> {reply}")
         return reply
 
-    transcript = await drive(runner, session.id, answer, out)
-    show_ending(transcript, out, chat=True)
+    if session.is_completed:
+        transcript = Transcript(session.id, session=session)
+    else:
+        limit = 200 if stop_after is None else stop_after
+        transcript = await drive(runner, session.id, answer, out, max_steps=limit)
+    show_ending(transcript, out, chat=transcript.completed)
     return transcript
 
 
@@ -634,17 +700,34 @@ async def play_interactively(runner: FlowRunner, session_id: str, storage_url: s
     transcript = await drive(runner, session_id, read_answer)
     show_ending(transcript, print, chat=False)
     if not transcript.completed:
-        if urlsplit(storage_url).scheme == "memory":
-            print(
-                "memory:// storage forgets it when the demo exits. With a storage that lasts, "
-                "e.g.\n--storage sqlite:///claims.db, you could continue it later with --session."
-            )
-        else:
-            print(
-                "Continue it later with: python examples/claim_demo.py --interactive "
-                f"--storage {storage_url} --session {session_id}"
-            )
+        print(how_to_continue(storage_url, session_id, "--interactive"))
     return 0
+
+
+def how_to_continue(storage_url: str, session_id: str, *flags: str) -> str:
+    """The command that takes the next step of a stored claim, in another process."""
+    if is_memory(storage_url):
+        return (
+            "memory:// storage forgets it when the demo exits; with the default storage, "
+            "SQLite, you could continue it later with --session."
+        )
+    command = ["python examples/claim_demo.py", *flags]
+    if storage_url != DEFAULT_STORAGE:
+        command.append(f"--storage {storage_url}")
+    command.append(f"--session {session_id}")
+    return f"Continue it later, from any process, with: {' '.join(command)}"
+
+
+def make_room_for(storage_url: str) -> None:
+    """Create the directory of a SQLite file (such as .flowcore/), so the file can be made."""
+    parts = urlsplit(storage_url)
+    path = parts.path[1:]  # sqlite:///relative.db and sqlite:////absolute.db
+    if parts.scheme.split("+")[0] == "sqlite" and path not in ("", ":memory:"):
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+
+
+HANDOFF_AFTER = 6
+"""In the default show, this process takes the first steps; a new process takes the rest."""
 
 
 async def amain(args: argparse.Namespace) -> int:
@@ -653,22 +736,57 @@ async def amain(args: argparse.Namespace) -> int:
         print(graph.to_mermaid(), end="")
         return 0
     try:
+        make_room_for(args.storage)
         storage = open_storage(args.storage)
-    except StorageError as exc:
+    except (StorageError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    session_id = args.session or f"claim-{uuid.uuid4().hex[:8]}"
+    # The default show: half the claim here, the rest in a new process, through storage.
+    hand_off = not (args.interactive or args.session or args.stop_after or is_memory(args.storage))
     async with storage:
         runner = FlowRunner(graph, storage)
-        session_id = args.session or f"claim-{uuid.uuid4().hex[:8]}"
-        print(INTRO)
-        print(f"\n{workflow_outline(graph)}")
-        print(f"\nStorage: {args.storage}   Session: {session_id}")
+        if not args.continued:
+            print(INTRO)
+            print(f"\n{workflow_outline(graph)}")
+            print(f"\nStorage: {args.storage}   Session: {session_id}")
         if args.interactive:
             return await play_interactively(runner, session_id, args.storage)
-        else:
-            await play(runner, SCRIPTED_ANSWERS, session_id=session_id)
-            print("\nNow play it yourself: python examples/claim_demo.py --interactive")
+        stop_after = HANDOFF_AFTER if hand_off else args.stop_after
+        transcript = await play(
+            runner, SCRIPTED_ANSWERS, session_id=session_id, stop_after=stop_after
+        )
+    if transcript.completed:
+        print("\nNow play it yourself: python examples/claim_demo.py --interactive")
+    elif hand_off:
+        return continue_in_new_process(args.storage, session_id)
+    else:
+        print(how_to_continue(args.storage, session_id))
     return 0
+
+
+def is_memory(storage_url: str) -> bool:
+    return urlsplit(storage_url).scheme == "memory"
+
+
+def continue_in_new_process(storage_url: str, session_id: str) -> int:
+    """Run the demo again, in a new process, on the stored claim: nothing else carries over."""
+    command = [sys.executable, os.path.abspath(__file__), "--session", session_id]
+    if storage_url != DEFAULT_STORAGE:
+        command += ["--storage", storage_url]
+    print(
+        "\n-- This process stops here, and forgets the claim. A new one takes it up from "
+        "storage:\n-- " + " ".join(["python examples/claim_demo.py", *command[2:]])
+    )
+    sys.stdout.flush()
+    return subprocess.run([*command, "--continued"], check=False).returncode
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -678,15 +796,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--interactive", action="store_true", help="answer the questions yourself")
     parser.add_argument(
         "--storage",
-        default="memory://",
+        default=DEFAULT_STORAGE,
         metavar="URL",
-        help="where sessions are kept (default: memory://; e.g. sqlite:///claims.db)",
+        help=f"where sessions are kept (default: {DEFAULT_STORAGE}; e.g. memory://)",
     )
     parser.add_argument(
         "--session",
         metavar="ID",
-        help="the session id to use (with --interactive: continue it if it is stored)",
+        help="the session id to use; a stored claim continues where it stopped",
     )
+    parser.add_argument(
+        "--stop-after",
+        type=positive_int,
+        metavar="N",
+        help="stop the scripted claim after N steps (continue it later with --session)",
+    )
+    parser.add_argument("--continued", action="store_true", help=argparse.SUPPRESS)  # no intro
     parser.add_argument(
         "--mermaid", action="store_true", help="print the workflow as a Mermaid chart and exit"
     )

@@ -1,8 +1,10 @@
-"""The claim demo (examples/claim_demo.py): the path it takes, and both of its modes."""
+"""The claim demo (examples/claim_demo.py): the path it takes, both of its modes, and claims
+that outlive the process that started them (the demo keeps them in SQLite by default)."""
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -32,9 +34,16 @@ def runner() -> FlowRunner:
     return FlowRunner(build_graph(), open_storage("memory://"))
 
 
-def run_demo(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+def run_demo(*args: str, cwd: Path, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    """Run the demo in a process of its own, in ``cwd`` (where it keeps .flowcore/demo.db)."""
     # The checkout comes first, so the demo runs this flowcore whether or not it is installed.
     path = [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(path),
+        "PYTHONIOENCODING": "utf-8",
+        "FLOWCORE_LOAD_PLUGINS": "sql",  # flowcore-sql, for the default storage
+    }
     return subprocess.run(
         [sys.executable, str(DEMO), *args],
         input=stdin,
@@ -42,8 +51,8 @@ def run_demo(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
         text=True,
         encoding="utf-8",
         timeout=60,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(path), "PYTHONIOENCODING": "utf-8"},
+        cwd=cwd,
+        env=env,
     )
 
 
@@ -155,18 +164,68 @@ def test_an_unknown_storage_is_a_message_not_a_traceback(
     assert "No storage backend for scheme 'nosuch'" in capsys.readouterr().err
 
 
-def test_the_default_mode_plays_the_scripted_claim() -> None:
-    done = run_demo()
+def test_the_default_mode_plays_the_scripted_claim_across_two_processes(
+    tmp_path: Path,
+) -> None:
+    done = run_demo(cwd=tmp_path)
 
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""
-    assert "Paused → gather_details  (Task requested to go back" in done.stdout
-    assert "claims handler> approve" in done.stdout
+    first, second = done.stdout.split("This process stops here")
+    assert "Stopped after 6 steps" in first
+    assert "Continuing session" in second  # the new process found the claim in storage
+    assert "Paused → gather_details  (Task requested to go back" in second
+    assert "claims handler> approve" in second
+    assert "Completed in 13 steps." in second
+    assert "Summary: Your auto claim for $2,400.00 was approved by a claims handler" in second
+    assert (tmp_path / ".flowcore" / "demo.db").is_file()
+
+
+def test_a_claim_stopped_half_way_resumes_where_it_was(tmp_path: Path) -> None:
+    first = run_demo("--session", "claim-1", "--stop-after", "4", cwd=tmp_path)
+
+    assert first.returncode == 0, first.stderr
+    assert "Stopped after 4 steps; session 'claim-1' waits at task 'gather_details'" in first.stdout
+    assert "python examples/claim_demo.py --session claim-1" in first.stdout
+
+    second = run_demo("--session", "claim-1", cwd=tmp_path)
+
+    assert second.returncode == 0, second.stderr
+    assert "Continuing session 'claim-1' at task 'gather_details'" in second.stdout
+    assert "step 1 " not in second.stdout  # numbered on from the steps already stored
+    assert "step 5  runner.run(session_id, context_updates={'amount': '450'})" in second.stdout
+    assert "Completed in 13 steps." in second.stdout
+
+    again = run_demo("--session", "claim-1", cwd=tmp_path)
+    assert "Session 'claim-1' is already completed." in again.stdout
+    assert "Completed in 13 steps." in again.stdout
+    assert re.search(r"^step \d", again.stdout, re.MULTILINE) is None  # nothing ran
+
+
+def test_an_interactive_claim_continues_in_another_process(tmp_path: Path) -> None:
+    first = run_demo(
+        "--interactive", "--session", "mine", stdin="My suitcase never arrived.\n", cwd=tmp_path
+    )
+    assert "Stopped after 3 steps; session 'mine' waits at task 'gather_details'" in first.stdout
+    assert "--interactive --session mine" in first.stdout
+
+    second = run_demo("--interactive", "--session", "mine", stdin="320\nconfirm\n", cwd=tmp_path)
+
+    assert second.returncode == 0, second.stderr
+    assert "Continuing session 'mine' at task 'gather_details'" in second.stdout
+    assert "Summary: Your travel claim for $320.00 was approved automatically" in second.stdout
+
+
+def test_with_memory_storage_the_claim_stays_in_one_process(tmp_path: Path) -> None:
+    done = run_demo("--storage", "memory://", cwd=tmp_path)
+
+    assert done.returncode == 0, done.stderr
+    assert "This process stops here" not in done.stdout
     assert "Completed in 13 steps." in done.stdout
-    assert "Summary: Your auto claim for $2,400.00 was approved by a claims handler" in done.stdout
+    assert not (tmp_path / ".flowcore").exists()
 
 
-def test_interactive_mode_reads_answers_from_stdin() -> None:
+def test_interactive_mode_reads_answers_from_stdin(tmp_path: Path) -> None:
     answers = [
         "The storm damaged the roof of my house.",
         "a lot",  # re-asked, no traceback
@@ -175,7 +234,7 @@ def test_interactive_mode_reads_answers_from_stdin() -> None:
         "750",
         "confirm",
     ]
-    done = run_demo("--interactive", stdin="\n".join(answers) + "\n")
+    done = run_demo("--interactive", stdin="\n".join(answers) + "\n", cwd=tmp_path)
 
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stdout + done.stderr
@@ -185,8 +244,8 @@ def test_interactive_mode_reads_answers_from_stdin() -> None:
 
 
 @pytest.mark.parametrize("ending", ["", "quit\n"], ids=["eof", "quit"])
-def test_interactive_mode_stops_cleanly(ending: str) -> None:
-    done = run_demo("--interactive", stdin="My suitcase never arrived.\n" + ending)
+def test_interactive_mode_stops_cleanly(ending: str, tmp_path: Path) -> None:
+    done = run_demo("--interactive", stdin="My suitcase never arrived.\n" + ending, cwd=tmp_path)
 
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""

@@ -1,0 +1,494 @@
+"""PostgresSessionStorage: sessions in PostgreSQL, through asyncpg on an async SQLAlchemy engine.
+
+The engine owns the connections (its pool settings are the storage's) and runs the migrations.
+A step's load and save take the short road: the statements, built with SQLAlchemy Core, are
+compiled once per storage (``_compiled``) and sent straight to the asyncpg connection underneath,
+on a connection the storage keeps checked out between statements. Measured on loopback, a pool
+checkout and an execute through SQLAlchemy cost more than the statement itself, which would
+double a step; this way a step costs little more than the two round trips it needs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import time
+import uuid
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any, ClassVar
+
+import asyncpg
+import sqlalchemy as sa
+from asyncpg import exceptions as pg
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.sql import Executable
+
+from flowcore_sql._compiled import CompiledStatement
+from flowcore_sql._migrate import LATEST_VERSION, apply_migrations, schema_version
+from flowcore_sql._statements import STATEMENTS
+from flowcore_sql._storage import Row, SqlSessionStorage, root_error
+from flowcore_sql._urls import postgres_url
+
+__all__ = ["PostgresSessionStorage"]
+
+_MIGRATION_LOCK = 0x666C6F77636F7265  # "flowcore": the advisory lock migrations take
+
+
+class PostgresSessionStorage(SqlSessionStorage):
+    """Sessions in the PostgreSQL database at ``url`` (``postgresql://user:password@host/db``).
+
+    - ``ttl``, ``migrate``: as for every SQL storage (see :class:`SqlSessionStorage`).
+    - ``schema``: the PostgreSQL schema for flowcore's tables (created by the migrations when
+      missing); None, the default, uses the connection's search path (usually ``public``).
+    - ``pool_size``, ``max_overflow``, ``pool_timeout``, ``pool_recycle``, ``pool_pre_ping``:
+      SQLAlchemy's pool settings. At most ``pool_size + max_overflow`` connections are open; a
+      step that finds none free waits up to ``pool_timeout`` seconds, then fails.
+    - ``connect_timeout``: seconds to wait for a new connection (default 10);
+      ``command_timeout``: seconds any one statement may take (default 30; None: no limit). The
+      server rolls back a statement that takes longer; a server that stops answering is given
+      twice as long, then its connection is closed. So an unreachable or stuck server fails a
+      step with StorageError instead of hanging it.
+    - ``prepared_statements``: False for a pooler that cannot keep prepared statements
+      (PgBouncer in transaction mode): statements are then prepared unnamed, every time, and
+      no session setting is sent at connect (``command_timeout`` is then kept by the client).
+    - ``engine_options``: more keyword arguments for ``create_async_engine``.
+    """
+
+    _driver_errors: ClassVar[tuple[type[BaseException], ...]] = (
+        SQLAlchemyError,
+        asyncpg.PostgresError,
+        asyncpg.InterfaceError,
+        asyncpg.InternalClientError,  # e.g. a connection caught reading the server's goodbye
+        OSError,
+        asyncio.TimeoutError,
+        TimeoutError,
+    )
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        ttl: timedelta | float | None = None,
+        migrate: bool = True,
+        schema: str | None = None,
+        pool_size: int = 5,
+        max_overflow: int = 10,
+        pool_timeout: float = 30.0,
+        pool_recycle: float = -1,
+        pool_pre_ping: bool = False,
+        connect_timeout: float = 10.0,
+        command_timeout: float | None = 30.0,
+        prepared_statements: bool = True,
+        engine_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        engine_url, shown = postgres_url(url)
+        super().__init__(shown, ttl=ttl, migrate=migrate)
+        if schema is not None and (type(schema) is not str or not schema):
+            raise ValueError(f"schema must be a non-empty str or None, got {schema!r}")
+        if pool_size < 1 or max_overflow < 0:
+            raise ValueError(
+                f"pool_size must be >= 1 and max_overflow >= 0, got {pool_size} and {max_overflow}"
+            )
+        self._engine_url = engine_url
+        self._schema = schema
+        self._pool_size = pool_size
+        self._max_overflow = max_overflow
+        self._pool_recycle = pool_recycle
+        self._connect_timeout = connect_timeout
+        self._prepared_statements = prepared_statements
+        if command_timeout is not None and command_timeout <= 0:
+            raise ValueError(f"command_timeout must be positive or None, got {command_timeout!r}")
+        self._command_timeout = command_timeout
+        server_settings = {"application_name": "flowcore"}
+        if command_timeout is not None and prepared_statements:
+            # The server stops a statement that runs too long (a lock wait included) and rolls
+            # it back, so a step that times out is known not to have been saved. A pooler
+            # would refuse this setting; there only the watchdog below keeps the limit.
+            server_settings["statement_timeout"] = str(max(1, round(command_timeout * 1000)))
+        # The client-side watchdog catches what the server cannot report: a server that no
+        # longer answers at all. With the server's own timeout it leaves it time to act first.
+        self._watch_limit = (
+            None
+            if command_timeout is None
+            else command_timeout * (2 if "statement_timeout" in server_settings else 1)
+        )
+        connect_args: dict[str, Any] = {
+            "timeout": connect_timeout,
+            "server_settings": server_settings,
+        }
+        if not prepared_statements:
+            connect_args.update(
+                statement_cache_size=0,  # asyncpg's own cache: our statements go unnamed
+                prepared_statement_cache_size=0,  # SQLAlchemy's cache (migrations)
+                prepared_statement_name_func=_unique_statement_name,
+            )
+        options = dict(engine_options or {})
+        connect_args.update(options.pop("connect_args", {}))
+        if schema is not None:
+            execution_options = dict(options.pop("execution_options", {}))
+            execution_options["schema_translate_map"] = {None: schema}
+            options["execution_options"] = execution_options
+        self._engine_options: dict[str, Any] = {
+            "pool_size": pool_size,
+            "max_overflow": max_overflow,
+            "pool_timeout": pool_timeout,
+            "pool_recycle": pool_recycle,
+            "pool_pre_ping": pool_pre_ping,
+            "connect_args": connect_args,
+            **options,
+        }
+        self._engine: AsyncEngine | None = None
+        self._statements: dict[int, CompiledStatement] = {}
+        self._pool_timeout = pool_timeout
+        self._capacity = pool_size + max_overflow
+        self._idle: list[_Lease] = []  # connections leased from the pool, free for a statement
+        self._leased = 0  # connections leased from the pool, idle or in use
+        self._waiters: collections.deque[asyncio.Future[_Lease | None]] = collections.deque()
+        self._busy: set[_Lease] = set()  # running a statement, watched for command_timeout
+        self._watchdog: asyncio.TimerHandle | None = None
+
+    @classmethod
+    async def connect(cls, url: str, **options: Any) -> PostgresSessionStorage:
+        """Connect to ``url`` and apply the migrations (unless ``migrate=False``), as graph-flow's
+        ``PostgresSessionStorage::connect`` does. Close it with ``await storage.close()``."""
+        storage = cls(url, **options)
+        await storage.__aenter__()
+        return storage
+
+    @property
+    def schema(self) -> str | None:
+        """The schema of flowcore's tables (None: the search path's)."""
+        return self._schema
+
+    @property
+    def engine(self) -> AsyncEngine | None:
+        """The SQLAlchemy engine, once connected (None before)."""
+        return self._engine
+
+    @property
+    def _insert(self) -> Executable:
+        return STATEMENTS["postgresql"].insert
+
+    # -- connecting --------------------------------------------------------------------------------
+
+    async def _open(self) -> None:
+        engine = create_async_engine(self._engine_url, **self._engine_options)
+        translate: dict[str | None, str] | None = (
+            None if self._schema is None else {None: self._schema}
+        )
+        self._statements = {
+            id(statement): CompiledStatement(statement, engine.dialect, translate)
+            for statement in STATEMENTS["postgresql"].all
+        }
+        self._engine = engine
+        if self._watch_limit is not None:
+            self._watch()
+        try:
+            await self._release(await self._acquire())  # fail now if it cannot connect
+        except BaseException:
+            self._engine = None
+            self._stop_watching()
+            await engine.dispose()
+            raise
+
+    def _stop_watching(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+
+    async def _close(self) -> None:
+        self._stop_watching()
+        idle, self._idle = self._idle, []
+        for lease in idle:
+            with contextlib.suppress(Exception):
+                await lease.connection.close()
+        assert self._engine is not None
+        await self._engine.dispose()
+
+    async def _apply_migrations(self) -> list[int]:
+        lease = await self._acquire()
+        connection = lease.connection  # SQLAlchemy's connection over the same asyncpg one
+        lease.busy_since = time.monotonic()
+        self._busy.add(lease)
+        try:
+            version = await connection.run_sync(schema_version, self._schema)
+            await connection.rollback()
+            if version >= LATEST_VERSION:
+                applied: list[int] = []  # the usual case: no lock taken
+            else:
+                async with connection.begin():
+                    # Transaction-scoped, so a pooler in transaction mode keeps it:
+                    # concurrent starts wait here, then find the migrations applied.
+                    lock = sa.select(sa.func.pg_advisory_xact_lock(_MIGRATION_LOCK))
+                    await connection.execute(lock)
+                    applied = await connection.run_sync(apply_migrations, self._schema)
+        except BaseException as exc:
+            await self._failed(lease)
+            if lease.timed_out:
+                raise self._timeout() from exc
+            raise
+        self._busy.discard(lease)
+        await self._release(lease)
+        return applied
+
+    # -- connections -------------------------------------------------------------------------------
+    # The storage leases connections from SQLAlchemy's pool and keeps the idle ones (up to
+    # pool_size) between statements, which spares a pool checkout per statement. It never holds
+    # more than pool_size + max_overflow, so it never waits on SQLAlchemy's pool: a statement that
+    # finds none free waits here, for the next one released, up to pool_timeout.
+
+    async def _acquire(self, closed: _Lease | None = None) -> _Lease:
+        """A connection for one statement: an idle one, a new one, or the next one released.
+
+        ``closed``: an idle connection just found closed, to drop first.
+        """
+        if closed is not None:
+            await self._discard(closed)
+        idle = self._idle
+        while idle:
+            lease = idle.pop()
+            if not lease.driver.is_closed():
+                return lease
+            # A server restart closes every connection; asyncpg notices when it reads the
+            # server's goodbye, so a closed one is dropped here instead of failing a step.
+            await self._discard(lease)
+        if self._leased < self._capacity:
+            self._leased += 1
+            return await self._lease()
+        return await self._wait()
+
+    async def _lease(self) -> _Lease:
+        """A connection from SQLAlchemy's pool, for a slot already counted in ``_leased``."""
+        assert self._engine is not None
+        try:
+            for _ in range(self._capacity + 1):  # skip the pool's connections a restart closed
+                connection = await self._engine.connect()
+                try:
+                    raw = await connection.get_raw_connection()
+                except BaseException:
+                    await connection.close()
+                    raise
+                driver = raw.driver_connection
+                if driver is None:
+                    await connection.close()
+                    raise ConnectionError("SQLAlchemy's pool gave a connection with no driver")
+                lease = _Lease(connection, driver)
+                if not lease.driver.is_closed():
+                    return lease
+                await _invalidate(lease)
+            raise ConnectionError("every connection in the pool was closed")
+        except BaseException:
+            self._free_slot()
+            raise
+
+    async def _wait(self) -> _Lease:
+        waiter: asyncio.Future[_Lease | None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            lease = await asyncio.wait_for(waiter, self._pool_timeout)
+        except BaseException as exc:
+            if waiter.done() and not waiter.cancelled():  # handed over just as time ran out
+                handed = waiter.result()
+                if handed is None:
+                    self._free_slot()
+                else:
+                    await self._release(handed)
+            else:
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(waiter)
+            if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
+                raise PoolTimeout(
+                    f"no connection was free within pool_timeout ({self._pool_timeout:g}s)"
+                ) from None
+            raise
+        if lease is None:  # a slot, freed by a connection that broke: connect anew
+            return await self._lease()
+        return lease
+
+    def _hand_over(self, lease: _Lease | None) -> bool:
+        """Give ``lease`` (or a free slot, None) to the first waiter, if any."""
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(lease)
+                return True
+        return False
+
+    def _free_slot(self) -> None:
+        if not self._hand_over(None):
+            self._leased -= 1
+
+    async def _release(self, lease: _Lease) -> None:
+        if self._hand_over(lease):
+            return
+        if (
+            not self._closed
+            and len(self._idle) < self._pool_size
+            and not (0 <= self._pool_recycle < time.monotonic() - lease.since)
+        ):
+            self._idle.append(lease)
+            return
+        self._free_slot()
+        with contextlib.suppress(Exception):
+            await lease.connection.close()  # back to SQLAlchemy's pool, which may close it
+
+    async def _discard(self, lease: _Lease) -> None:
+        self._free_slot()
+        await _invalidate(lease)
+
+    async def _failed(self, lease: _Lease) -> None:
+        self._busy.discard(lease)
+        lost = lease.driver.is_closed()
+        await self._discard(lease)
+        if lost:  # the server went away: the idle connections went with it
+            idle, self._idle = self._idle, []
+            for other in idle:
+                await self._discard(other)
+
+    # -- statements --------------------------------------------------------------------------------
+
+    async def _first(self, statement: Executable, params: Mapping[str, Any]) -> Row | None:
+        row: Row | None = await self._call(statement, params, first=True)
+        return row
+
+    async def _rowcount(self, statement: Executable, params: Mapping[str, Any]) -> int:
+        status: str = await self._call(statement, params, first=False)
+        return int(status.rpartition(" ")[2])  # "UPDATE 1", "INSERT 0 1", "DELETE 3"
+
+    async def _call(self, statement: Executable, params: Mapping[str, Any], *, first: bool) -> Any:
+        """Run a compiled statement on an idle connection: fetch its first row, or its status."""
+        prepared = self._statements[id(statement)]
+        args = prepared.args(params)
+        idle = self._idle
+        lease = idle.pop() if idle else None
+        if lease is None or lease.driver.is_closed():
+            lease = await self._acquire(lease)
+        lease.busy_since = time.monotonic()
+        self._busy.add(lease)
+        result: Any
+        try:
+            if first:
+                result = await lease.driver.fetchrow(prepared.sql, *args)
+            else:
+                result = await lease.driver.execute(prepared.sql, *args)
+        except BaseException as exc:
+            await self._failed(lease)
+            if lease.timed_out:
+                raise self._timeout() from exc
+            raise
+        self._busy.discard(lease)
+        if first:
+            result = prepared.row(result)
+        if (
+            idle is self._idle
+            and len(idle) < self._pool_size
+            and self._pool_recycle < 0
+            and not self._waiters
+            and not self._closed
+        ):
+            idle.append(lease)  # the usual case, without a coroutine call
+        else:
+            await self._release(lease)
+        return result
+
+    def _timeout(self) -> TimeoutError:
+        return TimeoutError(
+            f"the server did not answer within {self._watch_limit:g}s (command_timeout="
+            f"{self._command_timeout:g}s), so the connection was closed"
+        )
+
+    def _watch(self) -> None:
+        """Close the connections whose statement has gone unanswered for too long.
+
+        One timer per storage, rather than asyncpg's one per statement, which would cost a
+        step more than the check does.
+        """
+        limit = self._watch_limit
+        assert limit is not None
+        now = time.monotonic()
+        for lease in list(self._busy):
+            if now - lease.busy_since > limit and not lease.timed_out:
+                lease.timed_out = True
+                lease.driver.terminate()  # the statement fails at once; _call says why
+        interval = min(1.0, limit / 10)
+        self._watchdog = asyncio.get_running_loop().call_later(interval, self._watch)
+
+    # -- messages ----------------------------------------------------------------------------------
+
+    def _connection_lost(self, exc: BaseException) -> bool:
+        if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+            return True
+        root = root_error(exc)
+        return isinstance(
+            root,
+            (
+                OSError,
+                asyncio.TimeoutError,
+                TimeoutError,
+                pg.PostgresConnectionError,
+                pg.OperatorInterventionError,
+                asyncpg.InterfaceError,
+                asyncpg.InternalClientError,
+            ),
+        )
+
+    def _hint(self, exc: BaseException) -> str | None:
+        root = root_error(exc)
+        if isinstance(exc, PoolTimeout):
+            return (
+                f"All {self._capacity} connections (pool_size + max_overflow) stayed in use: "
+                "raise them, or pool_timeout"
+            )
+        if isinstance(root, pg.QueryCanceledError) and self._command_timeout is not None:
+            return (
+                f"The statement ran longer than command_timeout ({self._command_timeout:g}s) "
+                "and was rolled back: another transaction may hold the session's row"
+            )
+        if isinstance(root, pg.UndefinedTableError):
+            return "The tables are missing: run `await storage.migrate()`"
+        if isinstance(root, pg.InvalidCatalogNameError):
+            return "Create the database, or correct its name in the URL"
+        if isinstance(root, pg.InvalidAuthorizationSpecificationError):
+            return "Check the user name and password in the URL"
+        if isinstance(root, (pg.InvalidSQLStatementNameError, pg.DuplicatePreparedStatementError)):
+            return (
+                "Behind a pooler that cannot keep prepared statements (PgBouncer in transaction "
+                "mode), open the storage with prepared_statements=False"
+            )
+        if self._connection_lost(exc):
+            return (
+                "Check that the PostgreSQL server is running and reachable at this address "
+                f"(connect_timeout={self._connect_timeout:g}s)"
+            )
+        return None
+
+
+class _Lease:
+    """A connection checked out of SQLAlchemy's pool, and the asyncpg connection under it."""
+
+    __slots__ = ("busy_since", "connection", "driver", "since", "timed_out")
+
+    def __init__(self, connection: AsyncConnection, driver: asyncpg.Connection) -> None:
+        self.connection = connection
+        self.driver = driver
+        self.since = time.monotonic()
+        self.busy_since = 0.0
+        self.timed_out = False
+
+
+async def _invalidate(lease: _Lease) -> None:
+    """Close a connection whose state is unknown, and tell SQLAlchemy's pool it is gone."""
+    lease.driver.terminate()  # at once
+    with contextlib.suppress(Exception):
+        await lease.connection.invalidate()
+    with contextlib.suppress(Exception):
+        await lease.connection.close()
+
+
+def _unique_statement_name() -> str:
+    # SQLAlchemy names its prepared statements; behind a pooler a name must never repeat.
+    return f"__asyncpg_{uuid.uuid4()}__"

@@ -1,0 +1,398 @@
+"""SqlSessionStorage: the contract, expiry and error reporting that SQLite and PostgreSQL share.
+
+A backend subclass supplies the connection: how to open it, how to run one statement (returning
+its first row, or the number of rows it changed), how to migrate, and how to close. Everything a
+user sees — compare-and-set, expiry, messages — lives here, once.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+from collections.abc import Mapping
+from datetime import datetime, timedelta, timezone
+from types import TracebackType
+from typing import Any, ClassVar, Protocol, TypeVar
+
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.sql import Executable
+
+from flowcore import Session, SessionConflict, SessionNotFound, SessionStorage, StorageError
+from flowcore._storage import conflict_error
+from flowcore.codec import decode_session, encode_session
+from flowcore_sql._statements import (
+    CLEANUP,
+    DELETE,
+    SELECT,
+    SELECT_EXPIRY,
+    SELECT_STORED,
+    SET_EXPIRY,
+    UPDATE,
+)
+
+__all__ = ["Expiry", "Row", "SqlSessionStorage", "describe_error", "root_error"]
+
+_UTC = timezone.utc
+_S = TypeVar("_S", bound="SqlSessionStorage")
+
+Expiry = datetime | timedelta | float | None
+"""When a session expires: an aware datetime, a delay from now (timedelta or seconds), or None
+for never."""
+
+
+class Row(Protocol):
+    """A row as a driver returns it: its columns by position."""
+
+    def __getitem__(self, index: int, /) -> Any: ...
+
+
+class SqlSessionStorage(SessionStorage):
+    """Sessions in a SQL database, through SQLAlchemy Core: SQLite or PostgreSQL.
+
+    Make one with ``flowcore.open_storage(url)``, :meth:`from_url`,
+    :class:`~flowcore_sql.SqliteSessionStorage` or :class:`~flowcore_sql.PostgresSessionStorage`.
+    It connects (and, unless ``migrate=False``, applies the migrations) on first use or in
+    ``async with``. Use it from one event loop.
+    """
+
+    _driver_errors: ClassVar[tuple[type[BaseException], ...]]
+    """What a backend's driver raises, reported to the caller as StorageError."""
+
+    def __init__(self, url: str, *, ttl: timedelta | float | None, migrate: bool) -> None:
+        self._url = url
+        self._ttl = _duration("ttl", ttl)
+        self._migrate_on_connect = migrate
+        self._opened = False
+        self._ready = False  # opened, and migrated when asked to
+        self._closed = False
+        self._start_lock = asyncio.Lock()
+
+    # -- construction ------------------------------------------------------------------------------
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> SqlSessionStorage:
+        """A backend for ``sqlite:///path`` or ``postgresql://...`` (the ``open_storage`` factory).
+
+        ``options`` are the keyword arguments of the backend's class.
+        """
+        from flowcore_sql._urls import storage_for_url
+
+        return storage_for_url(url, **options)
+
+    @property
+    def url(self) -> str:
+        """Where the sessions are kept, with any password hidden."""
+        return self._url
+
+    @property
+    def ttl(self) -> timedelta | None:
+        """How long a session lives after its last save, unless it has its own expiry."""
+        return self._ttl
+
+    # -- the SessionStorage contract ---------------------------------------------------------------
+
+    async def get(self, session_id: str) -> Session | None:
+        """The stored session (an independent copy), or None when it is missing or expired."""
+        _check_id(session_id)
+        if not self._ready:
+            await self._start()
+        try:
+            row = await self._first(SELECT, {"session_id": session_id, "now": _utcnow()})
+        except self._driver_errors as exc:
+            raise self._failure(f"load session '{session_id}' from", exc) from exc
+        if row is None:
+            return None
+        return decode_session(bytes(row[1]), session_id=session_id, version=row[0])
+
+    async def save(self, session: Session) -> None:
+        """Store ``session`` if its version is the stored one; then bump ``session.version``.
+
+        Version 0 creates the session (an expired one with the same id is replaced). A refused
+        save raises SessionConflict and stores nothing. Unless the session has its own expiry
+        (:meth:`set_expiry`), the save renews it to now + ``ttl``.
+        """
+        session_id = _check_id(session.id)
+        blob = encode_session(session)  # SerializationError here changes nothing
+        expected = session.version
+        now = _utcnow()
+        params = {
+            "session_id": session_id,
+            "graph_id": session.graph_id,
+            "current_task_id": session.current_task_id,
+            "status_message": session.status_message,
+            "is_completed": session.is_completed,
+            "blob": blob,
+            "expected_version": expected,
+            "new_version": expected + 1,
+            "now": now,
+            "expires_at": None if self._ttl is None else now + self._ttl,
+        }
+        if not self._ready:
+            await self._start()
+        try:
+            changed = await self._rowcount(self._insert if expected == 0 else UPDATE, params)
+        except self._driver_errors as exc:
+            raise self._failure(f"save session '{session_id}' to", exc, saving=True) from exc
+        if changed != 1:
+            raise await self._refusal(session, now)
+        session.version = expected + 1
+
+    async def delete(self, session_id: str) -> None:
+        """Remove the session, whatever its version (a missing id is fine)."""
+        await self._change(
+            DELETE, {"session_id": _check_id(session_id)}, "delete session {id} from"
+        )
+
+    async def close(self) -> None:
+        """Close the connections (and, for SQLite, its thread). The storage cannot be reused."""
+        if self._closed:
+            return
+        self._closed = True
+        self._ready = False
+        async with self._start_lock:  # let a connect under way finish first
+            if self._opened:
+                await self._close()
+
+    async def __aenter__(self: _S) -> _S:
+        """Connect (and migrate, unless ``migrate=False``) now rather than on first use."""
+        if not self._ready:
+            await self._start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- schema ------------------------------------------------------------------------------------
+
+    async def migrate(self) -> list[int]:
+        """Apply the migrations the database lacks, in one transaction; return their versions.
+
+        Safe to call from several processes at once: each migration is applied once.
+        Connecting applies them anyway unless the storage was made with ``migrate=False``.
+        """
+        await self._open_once()
+        try:
+            return await self._apply_migrations()
+        except self._driver_errors as exc:
+            raise self._failure("apply the migrations to", exc) from exc
+
+    # -- expiry ------------------------------------------------------------------------------------
+
+    async def set_expiry(self, session_id: str, expires: Expiry) -> None:
+        """Give one session its own expiry, which later saves keep (instead of renewing ``ttl``).
+
+        ``expires`` is an aware datetime, a delay from now (timedelta or seconds), or None for
+        never. Raises SessionNotFound for a missing or expired session.
+        """
+        now = _utcnow()
+        params = {
+            "session_id": _check_id(session_id),
+            "now": now,
+            "expires_at": _expiry_time(expires, now),
+        }
+        if await self._change(SET_EXPIRY, params, "set the expiry of session {id} in") == 0:
+            raise SessionNotFound(session_id)
+
+    async def get_expiry(self, session_id: str) -> datetime | None:
+        """When the session expires (an aware datetime in UTC), or None if it never does.
+
+        Raises SessionNotFound for a missing or expired session.
+        """
+        params = {"session_id": _check_id(session_id), "now": _utcnow()}
+        if not self._ready:
+            await self._start()
+        try:
+            row = await self._first(SELECT_EXPIRY, params)
+        except self._driver_errors as exc:
+            raise self._failure(f"read the expiry of session '{session_id}' from", exc) from exc
+        if row is None:
+            raise SessionNotFound(session_id)
+        expires_at: datetime | None = row[0]
+        return None if expires_at is None else expires_at.astimezone(_UTC)
+
+    async def cleanup(self, *, batch: int = 1000) -> int:
+        """Delete the sessions that had expired when it started, ``batch`` rows per transaction.
+
+        Returns how many it deleted. Saves go on meanwhile: each batch is short, and on
+        PostgreSQL a row that a save holds is skipped (a later cleanup deletes it if it has
+        still expired). Expired sessions already read as missing; this reclaims their space.
+        """
+        if type(batch) is not int or batch < 1:
+            raise ValueError(f"batch must be a positive int, got {batch!r}")
+        now = _utcnow()
+        deleted = 0
+        while True:
+            count = await self._change(
+                CLEANUP, {"now": now, "batch": batch}, "delete expired sessions from"
+            )
+            deleted += count
+            if count < batch:
+                return deleted
+
+    # -- what a backend supplies -------------------------------------------------------------------
+
+    @property
+    @abc.abstractmethod
+    def _insert(self) -> Executable:
+        """This dialect's create-only insert (``flowcore_sql._statements.INSERT``)."""
+
+    @abc.abstractmethod
+    async def _open(self) -> None:
+        """Connect: make the engine and check that the database answers."""
+
+    @abc.abstractmethod
+    async def _apply_migrations(self) -> list[int]:
+        """Apply the missing migrations under the backend's migration lock."""
+
+    @abc.abstractmethod
+    async def _first(self, statement: Executable, params: Mapping[str, Any]) -> Row | None:
+        """Run ``statement``; its first row, or None."""
+
+    @abc.abstractmethod
+    async def _rowcount(self, statement: Executable, params: Mapping[str, Any]) -> int:
+        """Run ``statement`` in a transaction of its own; how many rows it changed."""
+
+    @abc.abstractmethod
+    async def _close(self) -> None:
+        """Release every connection (called once, after a successful ``_open``)."""
+
+    def _hint(self, exc: BaseException) -> str | None:
+        """What the user can do about ``exc``, if the backend knows."""
+        return None
+
+    def _connection_lost(self, exc: BaseException) -> bool:
+        """True when ``exc`` says the connection broke (so a save's outcome is unknown)."""
+        return False
+
+    # -- helpers -----------------------------------------------------------------------------------
+
+    async def _start(self) -> None:
+        async with self._start_lock:
+            if self._ready:
+                return
+            await self._open_once()
+            if self._migrate_on_connect:
+                try:
+                    await self._apply_migrations()
+                except self._driver_errors as exc:
+                    raise self._failure("apply the migrations to", exc) from exc
+            self._ready = True
+
+    async def _open_once(self) -> None:
+        if self._closed:
+            raise StorageError(f"{type(self).__name__} for {self._url} is closed; open a new one")
+        if self._opened:
+            return
+        try:
+            await self._open()
+        except self._driver_errors as exc:
+            raise self._failure("connect to", exc) from exc
+        self._opened = True
+
+    async def _change(self, statement: Executable, params: Mapping[str, Any], action: str) -> int:
+        if not self._ready:
+            await self._start()
+        try:
+            return await self._rowcount(statement, params)
+        except self._driver_errors as exc:
+            what = action.format(id=f"'{params.get('session_id')}'")
+            raise self._failure(what, exc) from exc
+
+    async def _refusal(self, session: Session, now: datetime) -> SessionConflict:
+        """The SessionConflict for a save that changed no row, saying why."""
+        try:
+            row = await self._first(SELECT_STORED, {"session_id": session.id})
+        except self._driver_errors:
+            row = None  # the save was refused all the same; explain it as best we can
+        if row is not None and row[1] is not None and row[1] <= now:
+            return SessionConflict(
+                f"Session '{session.id}' expired at {row[1].astimezone(_UTC):%Y-%m-%d %H:%M:%S} "
+                f"UTC, after it was loaded at version {session.version}; nothing was saved"
+            )
+        return conflict_error(session, None if row is None else int(row[0]))
+
+    def _failure(self, action: str, exc: BaseException, *, saving: bool = False) -> StorageError:
+        message = f"Could not {action} {self._url}: {describe_error(exc)}"
+        hint = self._hint(exc)
+        if hint:
+            message += f". {hint}"
+        if saving and self._connection_lost(exc):
+            message += (
+                ". The connection broke during the save, which may have been stored all the "
+                "same: load the session to see its version"
+            )
+        return StorageError(message)
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "connected" if self._opened else "not connected"
+        return f"<{type(self).__name__} {self._url} ({state})>"
+
+
+def root_error(exc: BaseException) -> BaseException:
+    """The driver's own error under SQLAlchemy's wrappers (``exc`` itself if there are none)."""
+    while isinstance(exc, DBAPIError) and exc.orig is not None:
+        exc = exc.orig
+    cause = exc.__cause__
+    if cause is not None and type(exc).__module__.startswith("sqlalchemy"):
+        exc = cause  # an error adapted to the DB-API: the driver's own says more
+    return exc
+
+
+def describe_error(exc: BaseException) -> str:
+    """``Type: message`` of the driver's own error, without SQLAlchemy's SQL and parameters."""
+    root = root_error(exc)
+    text = str(root).strip() or "no details"
+    return f"{type(root).__name__}: {text}"
+
+
+def _check_id(session_id: object) -> str:
+    if type(session_id) is not str:
+        raise TypeError(
+            f"session_id must be a str, got {type(session_id).__name__}: '{session_id}'"
+        )
+    return session_id
+
+
+def _utcnow() -> datetime:
+    return datetime.now(_UTC)
+
+
+def _duration(name: str, value: timedelta | float | None) -> timedelta | None:
+    if value is None:
+        return None
+    if isinstance(value, timedelta):
+        duration = value
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        duration = timedelta(seconds=value)
+    else:
+        raise TypeError(
+            f"{name} must be a timedelta, a number of seconds or None, got {type(value).__name__}"
+        )
+    if duration <= timedelta(0):
+        raise ValueError(f"{name} must be positive, got {value!r}")
+    return duration
+
+
+def _expiry_time(expires: Expiry, now: datetime) -> datetime | None:
+    if isinstance(expires, datetime):
+        if expires.tzinfo is None or expires.utcoffset() is None:
+            raise ValueError(
+                f"expires must be an aware datetime (e.g. datetime.now(timezone.utc) + ...), "
+                f"got the naive {expires!r}"
+            )
+        return expires.astimezone(_UTC)
+    if expires is None:
+        return None
+    if isinstance(expires, timedelta) or (
+        isinstance(expires, (int, float)) and not isinstance(expires, bool)
+    ):
+        return now + (expires if isinstance(expires, timedelta) else timedelta(seconds=expires))
+    raise TypeError(
+        "expires must be an aware datetime, a timedelta, a number of seconds or None, got "
+        f"{type(expires).__name__}"
+    )
