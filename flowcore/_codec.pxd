@@ -4,3 +4,5 @@ from flowcore._context cimport Context, restore_context
 
 @cython.locals(i=Py_ssize_t, n=Py_ssize_t, chat_list=list)
 cpdef Context _build_context(object max_chat_messages, object data, object chat)
+
+cpdef bint _all_str(list items)

@@ -410,6 +410,14 @@ def _pack_record(record: list[Any], data: dict[str, Any]) -> bytes:
         _raise_serialization_error(data, exc)
 
 
+def _all_str(items: list[Any]) -> bool:
+    """Whether every item of ``items`` is a str (exactly)."""
+    for item in items:
+        if type(item) is not str:
+            return False
+    return True
+
+
 def _bad_field(field: str, expected: str, value: object) -> SerializationError:
     return SerializationError(
         f"session field {field} must be {expected}, got {type(value).__name__}: {value!r}"
@@ -434,11 +442,8 @@ def encode_session(session: Session) -> bytes:
         raise _bad_field("status_message", "None or a str", status_message)
     if type(is_completed) is not bool:
         raise _bad_field("is_completed", "a bool", is_completed)
-    if type(history) is not list:
+    if type(history) is not list or not _all_str(history):
         raise _bad_field("history", "a list of str", history)
-    for task_id in history:
-        if type(task_id) is not str:
-            raise _bad_field("history", "a list of str", history)
     ctx = session.context
     data = ctx._data
     record = [
@@ -757,11 +762,8 @@ def decode_session(blob: object, *, session_id: str, version: int) -> Session:
             raise _DecodeError("status_message is not a str")
         if type(is_completed) is not bool:
             raise _DecodeError("is_completed is not a bool")
-        if type(history) is not list:
-            raise _DecodeError("history is not an array")
-        for task_id in history:
-            if type(task_id) is not str:
-                raise _DecodeError("history holds something other than str")
+        if type(history) is not list or not _all_str(history):
+            raise _DecodeError("history is not an array of str")
         context = _build_context(record[5], record[6], record[7])
     except MemoryError:
         raise
