@@ -412,10 +412,7 @@ def _pack_record(record: list[Any], data: dict[str, Any]) -> bytes:
 
 def _all_str(items: list[Any]) -> bool:
     """Whether every item of ``items`` is a str (exactly)."""
-    for item in items:
-        if type(item) is not str:
-            return False
-    return True
+    return all(type(item) is str for item in items)  # Cython inlines this into a C loop
 
 
 def _bad_field(field: str, expected: str, value: object) -> SerializationError:
