@@ -10,14 +10,14 @@ HOT     := _values _context _codec _kernel
 HOT_SRC := $(wildcard $(foreach m,$(HOT),flowcore/$(m).py flowcore/$(m).pxd))
 EXT_STAMP := build/.flowcore-extensions
 
-.PHONY: demo demo-interactive build test lint typecheck bench bench-check clean
+.PHONY: demo demo-interactive build test lint typecheck docs docs-serve bench bench-check clean
 
-# Create the virtualenv and install flowcore (editable, with the dev tools), every plugin and
-# the example plugin.
+# Create the virtualenv and install flowcore (editable, with the dev tools, what the examples
+# need and the docs tools), every plugin and the example plugin.
 $(STAMP): pyproject.toml setup.py $(PLUGINS) $(EXAMPLE_PLUGIN)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]' $(foreach p,$(PLUGINS) $(EXAMPLE_PLUGIN),-e $(dir $(p)))
+	$(BIN)/python -m pip install --quiet -e '.[dev,examples,docs]' $(foreach p,$(PLUGINS) $(EXAMPLE_PLUGIN),-e $(dir $(p)))
 	touch $(STAMP)
 
 # Recompile the hot path whenever one of its sources changed since the last build, so the
@@ -41,9 +41,16 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# The documentation site, in build/site; a broken link or a missing page is an error.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
+docs-serve: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve
+
 # The whole suite on the compiled hot path (an error if it is not built), then again on the
-# pure-Python one.
-test: $(EXT_STAMP) lint typecheck
+# pure-Python one. (The code samples of the docs run in tests/test_docs_samples.py.)
+test: $(EXT_STAMP) lint typecheck docs
 	$(BIN)/python -m pytest --impl compiled
 	FLOWCORE_NO_EXTENSIONS=1 $(BIN)/python -m pytest --impl pure -q
 

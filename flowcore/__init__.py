@@ -29,7 +29,7 @@ from flowcore._graph import Graph, GraphBuilder
 from flowcore._handlers import ErrorDecision, ErrorHandler, TaskFailure
 from flowcore._hooks import hookimpl, hookspec
 from flowcore._logging_tracer import LoggingTracer
-from flowcore._open import open_storage
+from flowcore._open import hide_password, open_storage
 from flowcore._plugins import register_plugin, unregister_plugin
 from flowcore._runner import FlowRunner
 from flowcore._session import Session
@@ -97,6 +97,7 @@ __all__ = [
     "TaskStarted",
     "Tracer",
     "__version__",
+    "hide_password",
     "hookimpl",
     "hookspec",
     "open_storage",

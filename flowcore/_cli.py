@@ -1,16 +1,43 @@
-"""The ``flowcore`` command: ``flowcore plugins [--all] [--hook NAME]``."""
+"""The ``flowcore`` command: the parser, the dispatch, and one line per failure.
+
+    flowcore --version
+    flowcore demo [ARGS...]
+    flowcore plugins [--all] [--hook NAME]
+    flowcore sessions list|show|delete|cleanup --storage URL
+    flowcore graph MODULE:ATTR [--format mermaid|text]
+    flowcore db migrate URL
+
+A failure the user can fix (a bad URL, an unknown id, a database that does not answer) exits
+with status 1 and one line on stderr that says what is wrong and what to do; a bad command line
+exits with status 2. Neither prints a traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
+import os
+import platform
+import subprocess
 import sys
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 from typing import NoReturn
 
 from flowcore import _plugins
-from flowcore._errors import PluginWarning
+from flowcore._cli_graph import graph_as_text, load_graph
+from flowcore._cli_storage import (
+    STORAGE_ENV,
+    CliError,
+    cleanup_command,
+    delete_command,
+    list_command,
+    migrate_command,
+    show_command,
+)
+from flowcore._errors import GraphError, PluginWarning
 from flowcore._hooks import HookSpecs
 
 __all__ = ["main"]
@@ -25,9 +52,46 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+def version_text() -> str:
+    """What ``flowcore --version`` prints: the version and which hot path is active."""
+    import flowcore
+
+    if flowcore.COMPILED:
+        core = "compiled core: active"
+    elif os.environ.get("FLOWCORE_NO_EXTENSIONS", "") not in ("", "0"):
+        core = "compiled core: off (FLOWCORE_NO_EXTENSIONS is set), running pure Python"
+    else:
+        core = "compiled core: not built, running pure Python"
+    python = f"{platform.python_implementation()} {platform.python_version()}"
+    return f"flowcore {flowcore.__version__} ({python}), {core}"
+
+
+class _VersionAction(argparse.Action):
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="print the version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object) -> NoReturn:
+        print(version_text())
+        parser.exit(0)
+
+
 def _parser() -> _Parser:
-    parser = _Parser(prog="flowcore", description="flowcore's command line.")
+    parser = _Parser(
+        prog="flowcore",
+        description="flowcore's command line: inspect stored sessions, graphs and plugins.",
+    )
+    parser.add_argument("--version", action=_VersionAction)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    demo = commands.add_parser(
+        "demo",
+        help="run the insurance-claim demo (in a source checkout)",
+        description="Run examples/claim_demo.py, the insurance-claim demo of flowcore's source "
+        "repository, with the arguments given (e.g. --interactive). The demo is not part of "
+        "the installed package: this works in a checkout or next to its examples/ directory.",
+    )
+    demo.add_argument("args", nargs="*", metavar="ARG", help="passed on to the demo")
+
     plugins = commands.add_parser(
         "plugins",
         help="list the installed plugins, their versions and hooks as JSON",
@@ -44,7 +108,83 @@ def _parser() -> _Parser:
         metavar="NAME",
         help=f"only the plugins implementing hook NAME ({', '.join(_HOOKS)})",
     )
+
+    _add_sessions(commands)
+
+    graph = commands.add_parser(
+        "graph",
+        help="draw a graph as a Mermaid chart or as text",
+        description="Import MODULE and draw ATTR: a Graph, a GraphBuilder, or a function "
+        "that returns one (called with no arguments). The current directory is on the "
+        "import path.",
+    )
+    graph.add_argument("target", metavar="MODULE:ATTR", help="e.g. examples.claim_demo:build_graph")
+    graph.add_argument(
+        "--format",
+        choices=("mermaid", "text"),
+        default="mermaid",
+        help="Mermaid flowchart (default) or an indented list of tasks and edges",
+    )
+
+    db = commands.add_parser("db", help="manage a database backend's schema")
+    db_commands = db.add_subparsers(dest="db_command", metavar="COMMAND", required=True)
+    migrate = db_commands.add_parser(
+        "migrate",
+        help="apply the migrations the database lacks",
+        description="Create or upgrade the tables of a storage backend that has migrations "
+        "(e.g. flowcore-sql's sqlite:// and postgresql://).",
+    )
+    migrate.add_argument("url", metavar="URL", help="e.g. sqlite:///sessions.db")
     return parser
+
+
+def _add_sessions(commands: argparse._SubParsersAction[_Parser]) -> None:
+    sessions = commands.add_parser("sessions", help="list, show, delete or clean up sessions")
+    actions = sessions.add_subparsers(dest="sessions_command", metavar="COMMAND", required=True)
+
+    def storage_option(command: argparse.ArgumentParser) -> None:
+        command.add_argument(
+            "--storage",
+            metavar="URL",
+            default=os.environ.get(STORAGE_ENV) or None,
+            help=f"where the sessions are, e.g. sqlite:///sessions.db (default: ${STORAGE_ENV})",
+        )
+
+    listing = actions.add_parser(
+        "list", help="print the ids of the stored sessions, one a line, sorted"
+    )
+    storage_option(listing)
+    listing.add_argument("--limit", type=_count, metavar="N", help="at most N ids")
+    listing.add_argument("--after", metavar="ID", help="only the ids after ID (for paging)")
+    listing.add_argument("--json", action="store_true", help="print a JSON list instead")
+
+    show = actions.add_parser(
+        "show", help="print one session, its context and chat history decoded, as JSON"
+    )
+    storage_option(show)
+    show.add_argument("session_id", metavar="ID")
+
+    delete = actions.add_parser("delete", help="delete sessions")
+    storage_option(delete)
+    delete.add_argument("session_ids", metavar="ID", nargs="+")
+
+    cleanup = actions.add_parser(
+        "cleanup", help="delete the expired sessions (backends with expiry, e.g. flowcore-sql)"
+    )
+    storage_option(cleanup)
+    cleanup.add_argument(
+        "--batch", type=_count, default=1000, metavar="N", help="rows per transaction (1000)"
+    )
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
 
 
 def _plugins_command(parser: _Parser, show_all: bool, hook: str | None) -> int:
@@ -73,10 +213,76 @@ def _plugins_command(parser: _Parser, show_all: bool, hook: str | None) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
-    parser = _parser()
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+def find_demo() -> Path | None:
+    """examples/claim_demo.py of the source tree flowcore runs from, or of the current
+    directory; None when neither has one (an installed package ships no examples)."""
+    import flowcore
+
+    for root in (Path(flowcore.__file__).resolve().parent.parent, Path.cwd()):
+        demo = root / "examples" / "claim_demo.py"
+        if demo.is_file():
+            return demo
+    return None
+
+
+def _demo_command(args: list[str]) -> int:
+    demo = find_demo()
+    if demo is None:
+        raise CliError(
+            "the demo is a script of flowcore's source repository (examples/claim_demo.py), "
+            "not part of the installed package: run `make demo` in a checkout, or "
+            "`flowcore demo` from its root"
+        )
+    # A process of its own, as `python examples/claim_demo.py` would be: the demo starts a
+    # second process itself, to show a claim outliving the first one.
+    return subprocess.run([sys.executable, str(demo), *args], check=False).returncode
+
+
+def _storage_url(parser: _Parser, url: str | None) -> str:
+    if not url:
+        parser.error(f"--storage URL is required (or set {STORAGE_ENV})")
+    return url
+
+
+def _run(parser: _Parser, args: argparse.Namespace) -> int:
     if args.command == "plugins":
         return _plugins_command(parser, args.all, args.hook)
-    parser.error(f"unknown command '{args.command}'")  # pragma: no cover (argparse checks)
+    if args.command == "graph":
+        graph = load_graph(args.target)
+        print(graph.to_mermaid() if args.format == "mermaid" else graph_as_text(graph), end="")
+        return 0
+    if args.command == "db":
+        return asyncio.run(migrate_command(args.url))
+    url = _storage_url(parser, args.storage)
+    if args.sessions_command == "list":
+        return asyncio.run(list_command(url, limit=args.limit, after=args.after, as_json=args.json))
+    if args.sessions_command == "show":
+        return asyncio.run(show_command(url, args.session_id))
+    if args.sessions_command == "delete":
+        return asyncio.run(delete_command(url, args.session_ids))
+    return asyncio.run(cleanup_command(url, batch=args.batch))
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = _parser()
+    try:
+        if argv[:1] == ["demo"]:
+            # Everything after `demo` is the demo's, options and --help included.
+            return _demo_command(argv[1:])
+        return _run(parser, parser.parse_args(argv))
+    except CliError as exc:
+        print(f"flowcore: {_one_line(str(exc))}", file=sys.stderr)
+    except GraphError as exc:  # StorageError for a bad URL or a database that does not answer
+        print(f"flowcore: {type(exc).__name__}: {_one_line(str(exc))}", file=sys.stderr)
+    except OSError as exc:
+        print(f"flowcore: {_one_line(str(exc))}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("flowcore: interrupted", file=sys.stderr)
+        return 130
+    return 1

@@ -119,3 +119,28 @@ class StorageError(GraphError):
 
 class SessionConflict(StorageError):
     """Another writer saved the session after it was loaded (or it already exists)."""
+
+    @classmethod
+    def on_save(
+        cls, session_id: str, loaded_version: int, stored_version: int | None
+    ) -> SessionConflict:
+        """The error a backend raises when compare-and-set on ``version`` refuses a save.
+
+        ``loaded_version`` is the version of the session being saved (0 for a new one),
+        ``stored_version`` the one in storage (None when no session is stored).
+        """
+        if loaded_version == 0:
+            return cls(
+                f"Session '{session_id}' already exists (stored version {stored_version}); "
+                "load it with storage.get() to change it, or use another id"
+            )
+        if stored_version is None:
+            return cls(
+                f"Session '{session_id}' was deleted after it was loaded at version "
+                f"{loaded_version}; nothing was saved"
+            )
+        return cls(
+            f"Session '{session_id}' was saved by another writer: stored version is "
+            f"{stored_version}, this copy was loaded at version {loaded_version}; nothing was "
+            "saved. Load the session again and retry the step"
+        )

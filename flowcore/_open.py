@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -9,7 +10,14 @@ from flowcore import _plugins
 from flowcore._errors import PluginError, StorageError
 from flowcore._storage import SessionStorage
 
-__all__ = ["open_storage", "storage_schemes"]
+__all__ = ["hide_password", "open_storage", "storage_schemes"]
+
+_PASSWORD = re.compile(r"(://[^:/@?#]*:)[^@/?#]*@")
+
+
+def hide_password(url: str) -> str:
+    """``url`` with its password, if any, shown as ``***``: for messages and logs."""
+    return _PASSWORD.sub(r"\1***@", url)
 
 
 def storage_schemes() -> list[str]:
@@ -22,8 +30,9 @@ def _scheme_of(url: str) -> str:
         raise StorageError(f"A storage URL must be a str, got {type(url).__name__}: {url!r}")
     if "://" not in url:
         raise StorageError(
-            f"'{url}' is not a storage URL: expected scheme://..., e.g. 'memory://' or "
-            f"'sqlite:///sessions.db'. Known schemes: {', '.join(storage_schemes())}"
+            f"'{hide_password(url)}' is not a storage URL: expected scheme://..., "
+            "e.g. 'memory://' or 'sqlite:///sessions.db'. "
+            f"Known schemes: {', '.join(storage_schemes())}"
         )
     # "postgresql+asyncpg://..." picks the "postgresql" factory, which reads the driver itself.
     return urlsplit(url).scheme.split("+", 1)[0].lower()
@@ -40,9 +49,9 @@ def open_storage(url: str, **options: Any) -> SessionStorage:
     factory = registry.storage_factory(scheme)
     if factory is None:
         raise StorageError(
-            f"No storage backend for scheme '{scheme}' (from '{url}'). Installed schemes: "
-            f"{', '.join(storage_schemes())}. Install the plugin that provides it "
-            "(e.g. flowcore-sql for sqlite:// and postgresql://)"
+            f"No storage backend for scheme '{scheme}' (from '{hide_password(url)}'). "
+            f"Installed schemes: {', '.join(storage_schemes())}. "
+            "Install the plugin that provides it (e.g. flowcore-sql for sqlite:// and postgresql://)"
         )
     storage = factory(url, **options)
     if not isinstance(storage, SessionStorage):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import bisect
 import threading
 from types import TracebackType
 
@@ -10,26 +11,7 @@ from flowcore._codec import decode_session, encode_session
 from flowcore._errors import SessionConflict
 from flowcore._session import Session
 
-__all__ = ["InMemorySessionStorage", "SessionStorage", "conflict_error"]
-
-
-def conflict_error(session: Session, stored_version: int | None) -> SessionConflict:
-    """The SessionConflict a backend raises when compare-and-set on ``version`` fails."""
-    if session.version == 0:
-        return SessionConflict(
-            f"Session '{session.id}' already exists (stored version {stored_version}); "
-            "load it with storage.get() to change it, or use another id"
-        )
-    if stored_version is None:
-        return SessionConflict(
-            f"Session '{session.id}' was deleted after it was loaded at version "
-            f"{session.version}; nothing was saved"
-        )
-    return SessionConflict(
-        f"Session '{session.id}' was saved by another writer: stored version is "
-        f"{stored_version}, this copy was loaded at version {session.version}; nothing was "
-        "saved. Load the session again and retry the step"
-    )
+__all__ = ["InMemorySessionStorage", "SessionStorage", "check_listing"]
 
 
 class SessionStorage(abc.ABC):
@@ -56,6 +38,18 @@ class SessionStorage(abc.ABC):
     async def close(self) -> None:  # noqa: B027  (optional for a backend with nothing to close)
         """Release connections and files. The default does nothing."""
 
+    async def list_sessions(
+        self, *, limit: int | None = None, after: str | None = None
+    ) -> list[str]:
+        """The ids of the stored sessions, sorted by code point: at most ``limit`` of them,
+        only those after ``after`` (for paging). Optional for a backend.
+
+        The default raises NotImplementedError: the backend cannot list its sessions.
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} cannot list its sessions (it does not implement list_sessions)"
+        )
+
     async def __aenter__(self) -> SessionStorage:
         return self
 
@@ -66,6 +60,14 @@ class SessionStorage(abc.ABC):
         tb: TracebackType | None,
     ) -> None:
         await self.close()
+
+
+def check_listing(limit: object, after: object) -> None:
+    """Raise the error ``list_sessions`` gives for a bad ``limit`` or ``after``."""
+    if limit is not None and (type(limit) is not int or limit < 0):
+        raise ValueError(f"limit must be None or an int >= 0, got {limit!r}")
+    if after is not None and type(after) is not str:
+        raise TypeError(f"after must be None or a str, got {type(after).__name__}: {after!r}")
 
 
 def _check_session_id(session_id: object) -> str:
@@ -100,13 +102,23 @@ class InMemorySessionStorage(SessionStorage):
         with self._lock:
             row = self._rows.get(session_id)
             if (0 if row is None else row[0]) != expected:  # a stored version is always >= 1
-                raise conflict_error(session, None if row is None else row[0])
+                raise SessionConflict.on_save(session.id, expected, None if row is None else row[0])
             self._rows[session_id] = (expected + 1, blob)
         session.version = expected + 1
 
     async def delete(self, session_id: str) -> None:
         with self._lock:
             self._rows.pop(_check_session_id(session_id), None)
+
+    async def list_sessions(
+        self, *, limit: int | None = None, after: str | None = None
+    ) -> list[str]:
+        check_listing(limit, after)
+        with self._lock:
+            ids = sorted(self._rows)
+        if after is not None:
+            ids = ids[bisect.bisect_right(ids, after) :]
+        return ids if limit is None else ids[:limit]
 
     def __len__(self) -> int:
         return len(self._rows)

@@ -9,6 +9,7 @@ from flowcore import (
     Session,
     SessionConflict,
     StorageError,
+    hide_password,
     open_storage,
 )
 
@@ -135,3 +136,23 @@ def test_a_string_that_is_not_a_url_is_refused(url):
 def test_memory_takes_no_options():
     with pytest.raises(TypeError, match="pool_size"):
         open_storage("memory://", pool_size=3)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql://app:s3cr%40t@db:5432/prod", "postgresql://app:***@db:5432/prod"),
+        ("postgresql+asyncpg://app:pw@db/prod?ssl=1", "postgresql+asyncpg://app:***@db/prod?ssl=1"),
+        ("postgresql://app@db/prod", "postgresql://app@db/prod"),
+        ("sqlite:///sessions.db", "sqlite:///sessions.db"),
+    ],
+)
+def test_hide_password_keeps_everything_but_the_password(url, shown):
+    assert hide_password(url) == shown
+
+
+def test_an_unknown_scheme_never_prints_the_password():
+    with pytest.raises(StorageError) as caught:
+        open_storage("nosuchdb://app:hunter2@host/db")
+    assert "hunter2" not in str(caught.value)
+    assert "nosuchdb://app:***@host/db" in str(caught.value)

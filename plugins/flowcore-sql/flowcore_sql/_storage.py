@@ -18,7 +18,6 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import Executable
 
 from flowcore import Session, SessionConflict, SessionNotFound, SessionStorage, StorageError
-from flowcore._storage import conflict_error
 from flowcore.codec import decode_session, encode_session
 from flowcore_sql._statements import (
     CLEANUP,
@@ -314,7 +313,9 @@ class SqlSessionStorage(SessionStorage):
                 f"Session '{session.id}' expired at {row[1].astimezone(_UTC):%Y-%m-%d %H:%M:%S} "
                 f"UTC, after it was loaded at version {session.version}; nothing was saved"
             )
-        return conflict_error(session, None if row is None else int(row[0]))
+        return SessionConflict.on_save(
+            session.id, session.version, None if row is None else int(row[0])
+        )
 
     def _failure(self, action: str, exc: BaseException, *, saving: bool = False) -> StorageError:
         message = f"Could not {action} {self._url}: {describe_error(exc)}"

@@ -5,27 +5,20 @@ Every message about a URL shows it with the password hidden.
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import ArgumentError
 
-from flowcore import StorageError
+from flowcore import StorageError, hide_password
 
 if TYPE_CHECKING:
     from flowcore_sql._storage import SqlSessionStorage
 
-__all__ = ["hide_password", "postgres_url", "sqlite_path", "storage_for_url"]
+__all__ = ["postgres_url", "sqlite_path", "storage_for_url"]
 
 _EXAMPLES = "e.g. sqlite:///sessions.db or postgresql://user:password@localhost:5432/app"
 _SQLITE_DRIVERS = ("", "pysqlite", "aiosqlite")  # all the same file through sqlite3
-_PASSWORD = re.compile(r"(://[^:/@?#]*:)[^@/?#]*@")
-
-
-def hide_password(url: str) -> str:
-    """``url`` with the password, if any, replaced by ``***``."""
-    return _PASSWORD.sub(r"\1***@", url)
 
 
 def _parse(url: str) -> sa.URL:

@@ -1,0 +1,184 @@
+"""A chat bot on flowcore: the chat history lives in the session, the model is a function.
+
+    python examples/chat.py                       # chat with a fake model (no network)
+    python examples/chat.py --show-prompt         # also print what the model is sent
+    python examples/chat.py --model mymodule:reply     # your model: (messages) -> str
+    python examples/chat.py --storage sqlite:///.flowcore/chat.db --session mine
+        # the conversation outlives the process: run it again to go on
+
+Each line you type is one step: the runner loads the session, the ``chat`` task adds your
+message to the context's chat history, sends ``ctx.messages_for_llm()`` to the model, adds the
+answer to the history, and the session is saved. Say "bye" to end the session.
+
+A model is any function ``(messages: list[dict[str, str]]) -> str``, plain or ``async``, taking
+the messages in the shape most chat-completion APIs accept. The default is ``fake_model``: it
+answers from the history alone, so you can see the conversation carried from step to step
+(tell it your name, then ask for it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import inspect
+import json
+import os
+import re
+import sys
+from collections.abc import Awaitable, Callable
+from urllib.parse import urlsplit
+
+from flowcore import (
+    Context,
+    ExecutionStatus,
+    FlowRunner,
+    Graph,
+    GraphBuilder,
+    GraphError,
+    NextAction,
+    Task,
+    TaskResult,
+    open_storage,
+)
+
+__all__ = ["SYSTEM_PROMPT", "ChatTurn", "Model", "build_graph", "fake_model", "main"]
+
+Messages = list[dict[str, str]]
+Model = Callable[[Messages], str | Awaitable[str]]
+
+USER_INPUT = "user_input"
+SYSTEM_PROMPT = "You are a friendly assistant of an insurance company. Keep answers short."
+GOODBYES = ("bye", "goodbye", "quit", "exit")
+
+
+def fake_model(messages: Messages) -> str:
+    """A deterministic stand-in for a language model: it reads only the messages it is sent."""
+    said = [m["content"] for m in messages if m["role"] == "user"]
+    names = [m.group(1) for text in said if (m := re.search(r"my name is (\w+)", text, re.I))]
+    last = said[-1]
+    if re.search(r"what('s| is) my name", last, re.I):
+        if names:
+            return f"You told me your name is {names[-1]}."
+        return "You haven't told me your name yet."
+    if re.search(r"my name is", last, re.I) and names:
+        return f"Nice to meet you, {names[-1]}!"
+    return f"You said {last!r}. That is message {len(said)} from you; I was sent {len(messages)}."
+
+
+class ChatTurn(Task):
+    """One turn of the conversation: the user's message in, the model's answer out."""
+
+    id = "chat"
+
+    def __init__(self, model: Model, system_prompt: str = SYSTEM_PROMPT) -> None:
+        self.model = model
+        self.system_prompt = system_prompt
+
+    async def run(self, ctx: Context) -> TaskResult:
+        text = ctx.remove(USER_INPUT)
+        if text is None:
+            return TaskResult("Hello! How can I help?", NextAction.WaitForInput)
+        ctx.add_user_message(text)
+        if text.strip().lower() in GOODBYES:
+            return TaskResult("Goodbye!", NextAction.End)
+        # The system prompt is sent first on every turn but is not kept in the history, so the
+        # history's cap (max_chat_messages) never drops it.
+        messages = [{"role": "system", "content": self.system_prompt}, *ctx.messages_for_llm()]
+        answer = self.model(messages)
+        if inspect.isawaitable(answer):
+            answer = await answer
+        ctx.add_assistant_message(answer)
+        return TaskResult(answer, NextAction.WaitForInput)
+
+
+def build_graph(model: Model = fake_model) -> Graph:
+    return GraphBuilder("chat").add_task(ChatTurn(model)).build()
+
+
+def showing_prompt(model: Model) -> Model:
+    """``model``, printing the messages it is sent before each call."""
+
+    def show_then_call(messages: Messages) -> str | Awaitable[str]:
+        print(f"[model is sent] {json.dumps(messages, ensure_ascii=False)}")
+        return model(messages)
+
+    return show_then_call
+
+
+def load_model(target: str) -> Model:
+    """The function ``MODULE:NAME`` names."""
+    module_name, _, name = target.partition(":")
+    model = getattr(importlib.import_module(module_name), name)
+    if not callable(model):
+        raise TypeError(f"{target} is not a function")
+    return model  # type: ignore[no-any-return]
+
+
+async def chat(runner: FlowRunner, session_id: str, read: Callable[[str], str]) -> int:
+    updates = None
+    while True:
+        result = await runner.run(session_id, context_updates=updates)
+        if result.response:
+            print(f"bot> {result.response}")
+        if result.status != ExecutionStatus.WaitingForInput:
+            return 0
+        try:
+            updates = {USER_INPUT: read("you> ")}
+        except EOFError:
+            print(f"\n(The conversation is stored: go on with --session {session_id})")
+            return 0
+
+
+def echoed(prompt: str) -> str:
+    """Read a line that was piped in, and show it as if it had been typed."""
+    line = sys.stdin.readline()
+    if not line:
+        raise EOFError
+    print(prompt + line, end="")
+    return line.rstrip("\n")
+
+
+async def amain(args: argparse.Namespace) -> int:
+    model = load_model(args.model) if args.model else fake_model
+    if args.show_prompt:
+        model = showing_prompt(model)
+    async with open_storage(args.storage) as storage:
+        runner = FlowRunner(build_graph(model), storage)
+        session_id = args.session
+        if session_id is None or await storage.get(session_id) is None:
+            context = Context(max_chat_messages=args.max_messages)
+            session_id = (await runner.create_session(session_id, context=context)).id
+        return await chat(runner, session_id, input if sys.stdin.isatty() else echoed)
+
+
+def make_room_for(storage_url: str) -> None:
+    """Create the directory of a SQLite file (such as .flowcore/), so the file can be made."""
+    parts = urlsplit(storage_url)
+    path = parts.path[1:]
+    if parts.scheme.split("+")[0] == "sqlite" and path not in ("", ":memory:"):
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Chat with a model, one step per message.")
+    parser.add_argument("--model", metavar="MODULE:NAME", help="default: the fake model")
+    parser.add_argument("--show-prompt", action="store_true", help="print what the model is sent")
+    parser.add_argument("--storage", default="memory://", metavar="URL", help="default: memory://")
+    parser.add_argument("--session", metavar="ID", help="a conversation to go on with")
+    parser.add_argument(
+        "--max-messages", type=int, default=20, metavar="N", help="history kept (default 20)"
+    )
+    args = parser.parse_args(argv)
+    make_room_for(args.storage)
+    try:
+        return asyncio.run(amain(args))
+    except KeyboardInterrupt:
+        return 130
+    except GraphError as exc:
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

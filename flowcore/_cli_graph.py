@@ -1,0 +1,83 @@
+"""``flowcore graph MODULE:ATTR``: find a graph in the user's code and draw it as text."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from typing import Any
+
+from flowcore._cli_storage import CliError
+from flowcore._graph import Graph, GraphBuilder
+
+__all__ = ["graph_as_text", "load_graph"]
+
+
+def load_graph(target: str) -> Graph:
+    """The graph ``MODULE:ATTR`` names: a Graph, a GraphBuilder (built), or a function that
+    returns either (called with no arguments)."""
+    module_name, _, attribute = target.rpartition(":")
+    if not module_name or not attribute:
+        raise CliError(
+            f"'{target}' is not MODULE:ATTR; name a module and a graph in it, e.g. "
+            "examples.claim_demo:build_graph"
+        )
+    value = _attribute(_import(module_name), module_name, attribute)
+    if callable(value) and not isinstance(value, (Graph, GraphBuilder)):
+        value = value()
+    if isinstance(value, GraphBuilder):
+        value = value.build()
+    if not isinstance(value, Graph):
+        raise CliError(
+            f"'{target}' is a {type(value).__name__}, not a flowcore Graph, a GraphBuilder or "
+            "a function that returns one"
+        )
+    return value
+
+
+def _import(module_name: str) -> Any:
+    # As `python -m` does: the user's own modules, in the current directory, can be found.
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and module_name.startswith(exc.name):
+            raise CliError(
+                f"no module named '{module_name}': run flowcore from the directory that holds "
+                "it, or add that directory to PYTHONPATH"
+            ) from None
+        raise CliError(f"importing '{module_name}' failed: {exc}") from None
+    except Exception as exc:  # the user's module raised while it was imported
+        raise CliError(f"importing '{module_name}' failed: {type(exc).__name__}: {exc}") from None
+
+
+def _attribute(module: Any, module_name: str, attribute: str) -> Any:
+    value = module
+    for part in attribute.split("."):
+        try:
+            value = getattr(value, part)
+        except AttributeError:
+            raise CliError(f"module '{module_name}' has no attribute '{attribute}'") from None
+    return value
+
+
+def graph_as_text(graph: Graph) -> str:
+    """The tasks of ``graph`` in the order added, each with its outgoing edges in order."""
+    task_ids = graph.task_ids
+    count = f"{len(task_ids)} task{'' if len(task_ids) == 1 else 's'}"
+    lines = [f"graph {graph.id} ({count}, start: {graph.start_task_id})"]
+    edges: dict[str, list[str]] = {}
+    for source, target, label in graph.edges():
+        missing = "" if target in task_ids else "  (missing task)"
+        condition = ""
+        if label is not None:
+            condition = "  if " + label[5:] if label.startswith("yes: ") else "  otherwise"
+        edges.setdefault(source, []).append(f"-> {target}{condition}{missing}")
+    for task_id in [*task_ids, *(s for s in edges if s not in task_ids)]:
+        marks = " (start)" if task_id == graph.start_task_id else ""
+        if task_id not in task_ids:
+            marks = " (missing task)"
+        lines.append(f"  {task_id}{marks}")
+        lines.extend(f"      {edge}" for edge in edges.get(task_id, ["(no outgoing edge)"]))
+    return "\n".join(lines) + "\n"

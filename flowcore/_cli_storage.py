@@ -1,0 +1,225 @@
+"""``flowcore sessions ...`` and ``flowcore db migrate``: stored sessions, seen from a shell."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+import math
+import os
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+from urllib.parse import urlsplit
+from uuid import UUID
+
+from flowcore._errors import StorageError
+from flowcore._open import hide_password, open_storage
+from flowcore._session import Session
+from flowcore._storage import SessionStorage
+
+__all__ = [
+    "STORAGE_ENV",
+    "CliError",
+    "cleanup_command",
+    "delete_command",
+    "list_command",
+    "migrate_command",
+    "session_as_json",
+    "show_command",
+]
+
+STORAGE_ENV = "FLOWCORE_STORAGE"
+"""The environment variable ``--storage`` defaults to."""
+
+
+class CliError(Exception):
+    """A failure the user can fix: printed as one line, exit status 1."""
+
+
+shown = hide_password  # a URL as the command prints it: with any password hidden
+
+
+def _sqlite_file(url: str) -> str | None:
+    """The file of a ``sqlite:///path`` URL (None for another scheme or an in-memory one)."""
+    parts = urlsplit(url)
+    if parts.scheme.split("+", 1)[0].lower() != "sqlite" or parts.netloc:
+        return None
+    path = parts.path[1:]  # sqlite:///relative.db and sqlite:////absolute.db
+    return None if path in ("", ":memory:") else path
+
+
+def _check_sqlite_file(url: str) -> None:
+    """Opening a missing SQLite file would create an empty database: a typo would go unnoticed."""
+    path = _sqlite_file(url)
+    if path is not None and not os.path.exists(path):
+        raise CliError(
+            f"there is no SQLite database at '{path}' (from {shown(url)}); check the path "
+            f"(relative paths start in {os.getcwd()}), or create it with: flowcore db migrate {url}"
+        )
+
+
+@asynccontextmanager
+async def _storage(url: str) -> AsyncIterator[SessionStorage]:
+    """The backend for ``url``, connected; a SQLite file must exist already."""
+    _check_sqlite_file(url)
+    async with open_storage(url) as storage:
+        yield storage
+
+
+def _scheme(url: str) -> str:
+    return urlsplit(url).scheme.split("+", 1)[0].lower()
+
+
+async def list_command(url: str, *, limit: int | None, after: str | None, as_json: bool) -> int:
+    async with _storage(url) as storage:
+        try:
+            ids = await storage.list_sessions(limit=limit, after=after)
+        except NotImplementedError:
+            raise CliError(
+                f"the {_scheme(url)}:// backend ({type(storage).__name__}) cannot list sessions; "
+                "look one up by id: flowcore sessions show ID --storage URL"
+            ) from None
+    if as_json:
+        print(json.dumps(ids, indent=2, ensure_ascii=False))
+    else:
+        for session_id in ids:
+            print(session_id)
+    return 0
+
+
+async def show_command(url: str, session_id: str) -> int:
+    async with _storage(url) as storage:
+        session = await storage.get(session_id)
+    if session is None:
+        raise _not_found(url, session_id)
+    print(json.dumps(session_as_json(session), indent=2, ensure_ascii=False))
+    return 0
+
+
+async def delete_command(url: str, session_ids: Sequence[str]) -> int:
+    missing = []
+    async with _storage(url) as storage:
+        for session_id in session_ids:
+            try:
+                exists = await storage.get(session_id) is not None
+            except StorageError:
+                # Stored but unreadable (or the database failed, and delete will say so):
+                # deleting a session that cannot be decoded is what this command is for.
+                exists = True
+            if not exists:
+                missing.append(session_id)
+                continue
+            await storage.delete(session_id)
+            print(f"deleted {session_id}")
+    if missing:
+        raise _not_found(url, *missing)
+    return 0
+
+
+def _not_found(url: str, *session_ids: str) -> CliError:
+    names = ", ".join(f"'{i}'" for i in session_ids)
+    plural = "s" if len(session_ids) > 1 else ""
+    return CliError(
+        f"no session{plural} {names} in {shown(url)}; list the stored ids with: "
+        "flowcore sessions list --storage URL"
+    )
+
+
+async def cleanup_command(url: str, *, batch: int) -> int:
+    async with _storage(url) as storage:
+        cleanup = getattr(storage, "cleanup", None)
+        if cleanup is None:
+            raise CliError(
+                f"the {_scheme(url)}:// backend ({type(storage).__name__}) does not expire "
+                "sessions, so there is nothing to clean up"
+            )
+        deleted = await cleanup(batch=batch)
+    print(f"deleted {deleted} expired session{'' if deleted == 1 else 's'}")
+    return 0
+
+
+async def migrate_command(url: str) -> int:
+    storage = open_storage(url)
+    try:
+        migrate = getattr(storage, "migrate", None)
+        if migrate is None:
+            raise CliError(
+                f"the {_scheme(url)}:// backend ({type(storage).__name__}) has no schema to migrate"
+            )
+        # Not `async with`: a backend may migrate as it connects, and this reports what it did.
+        applied = list(await migrate())
+    finally:
+        await storage.close()
+    if applied:
+        versions = ", ".join(str(v) for v in applied)
+        print(f"applied migration{'' if len(applied) == 1 else 's'} {versions} to {shown(url)}")
+    else:
+        print(f"{shown(url)} is up to date")
+    return 0
+
+
+def session_as_json(session: Session) -> dict[str, Any]:
+    """A session as JSON values: its fields, its context data and its chat history.
+
+    Values JSON has no type for are shown as text: dates and times in ISO 8601, durations as
+    ``str(timedelta)``, Decimal and UUID as their text, bytes in hex; tuples and sets become
+    lists, enums their value, dataclasses objects of their fields.
+    """
+    ctx = session.context
+    return {
+        "id": session.id,
+        "graph_id": session.graph_id,
+        "version": session.version,
+        "current_task_id": session.current_task_id,
+        "status_message": session.status_message,
+        "is_completed": session.is_completed,
+        "history": list(session.history),
+        "context": {key: _jsonable(value) for key, value in ctx.items()},
+        "chat": [
+            {
+                "role": message.role.value,
+                "content": message.content,
+                "timestamp": message.timestamp.isoformat(),
+            }
+            for message in ctx.get_chat_history()
+        ],
+        "max_chat_messages": ctx.max_chat_messages,
+    }
+
+
+def _jsonable(value: Any) -> Any:
+    if value is None or type(value) in (bool, int, str):
+        return value
+    if type(value) is float:
+        return value if math.isfinite(value) else str(value)  # JSON has no NaN or infinity
+    if isinstance(value, enum.Enum):
+        return _jsonable(value.value)
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(item) for item in value]
+    if isinstance(value, (set, frozenset)):
+        items = [_jsonable(item) for item in value]
+        return sorted(items, key=lambda item: json.dumps(item, sort_keys=True))
+    if isinstance(value, dict):
+        return {_key(key): _jsonable(item) for key, item in value.items()}
+    if isinstance(value, (datetime, date, time)):
+        return value.isoformat()
+    if isinstance(value, (timedelta, Decimal, UUID)):
+        return str(value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).hex()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    for base in (bool, int, float, str):  # a registered subclass of a JSON type
+        if isinstance(value, base):
+            return _jsonable(base(value))
+    return repr(value)
+
+
+def _key(key: Any) -> str:
+    if type(key) is str:
+        return key
+    converted = _jsonable(key)
+    return converted if isinstance(converted, str) else json.dumps(converted, sort_keys=True)

@@ -1,0 +1,222 @@
+"""The terminal examples: the interactive loop, the chat bot and the batch job, run as a user
+runs them (a process of their own, answers on stdin) and, where it shows more, in-process."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from examples import batch, chat, interactive
+from flowcore import Context, FlowRunner, InMemorySessionStorage
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_example(
+    name: str, *args: str, stdin: str = "", cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]),
+        "PYTHONIOENCODING": "utf-8",
+        "FLOWCORE_LOAD_PLUGINS": "sql",
+    }
+    return subprocess.run(
+        [sys.executable, str(ROOT / "examples" / f"{name}.py"), *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=60,
+        cwd=cwd or ROOT,
+        env=env,
+        check=False,
+    )
+
+
+# -- interactive.py --------------------------------------------------------------------------------
+
+
+def test_the_interactive_loop_asks_until_the_claim_is_complete():
+    done = run_example("interactive", stdin="Ada Lovelace\nlots\n1,200\nno\n900\nyes\n")
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "Who is the policy holder?",
+        "> Ada Lovelace",
+        "Hello, Ada Lovelace.",
+        "How much are you claiming, in EUR?",
+        "> lots",
+        "'lots' is not an amount; in EUR?",
+        "> 1,200",
+        "Claim 1200 EUR for Ada Lovelace: is that right? (yes/no)",
+        "> no",
+        "Let's fix the amount.",  # GoBack: Paused at ask_amount, and the loop runs it at once
+        "How much are you claiming, in EUR?",
+        "> 900",
+        "Claim 900 EUR for Ada Lovelace: is that right? (yes/no)",
+        "> yes",
+        "Thank you.",
+        "Claim of 900 EUR approved.",
+        "Done.",
+    ]
+
+
+def test_an_interactive_session_stopped_with_end_of_input_continues_in_a_new_process(tmp_path):
+    storage = ["--storage", "sqlite:///claims.db", "--session", "claim-9"]
+
+    first = run_example("interactive", *storage, stdin="Grace Hopper\n", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.endswith(
+        "How much are you claiming, in EUR?\n\n"
+        "Stopped. The session is stored: continue it with --session claim-9\n"
+    )
+
+    second = run_example("interactive", *storage, stdin="4500\nyes\n", cwd=tmp_path)
+    assert second.returncode == 0, second.stderr
+    assert second.stdout.startswith("Continuing session claim-9.\n")
+    assert "Claim 4500 EUR for Grace Hopper: is that right? (yes/no)" in second.stdout
+    assert second.stdout.endswith("Claim of 4500 EUR sent to an adjuster.\nDone.\n")
+
+
+async def test_the_loop_takes_any_source_of_answers():
+    runner = FlowRunner(interactive.build_graph(), InMemorySessionStorage())
+    session = await runner.create_session()
+    answers = iter(["Ada", "250", "y"])
+    said: list[str] = []
+
+    code = await interactive.interact(runner, session.id, lambda _: next(answers), said.append)
+
+    assert code == 0
+    assert said[-2:] == ["Claim of 250 EUR approved.", "Done."]
+
+
+# -- chat.py ---------------------------------------------------------------------------------------
+
+
+def test_the_chat_remembers_what_was_said_through_the_stored_history():
+    done = run_example("chat", stdin="Hello there\nMy name is Ada\nWhat is my name?\nbye\n")
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "bot> Hello! How can I help?",
+        "you> Hello there",
+        "bot> You said 'Hello there'. That is message 1 from you; I was sent 2.",
+        "you> My name is Ada",
+        "bot> Nice to meet you, Ada!",
+        "you> What is my name?",
+        "bot> You told me your name is Ada.",
+        "you> bye",
+        "bot> Goodbye!",
+    ]
+
+
+def test_show_prompt_prints_the_messages_the_model_is_sent():
+    done = run_example("chat", "--show-prompt", stdin="Hi\n")
+
+    sent = [line for line in done.stdout.splitlines() if line.startswith("[model is sent]")]
+    assert sent == [
+        '[model is sent] [{"role": "system", "content": "' + chat.SYSTEM_PROMPT + '"}, '
+        '{"role": "user", "content": "Hi"}]'
+    ]
+
+
+def test_a_conversation_goes_on_in_a_new_process(tmp_path):
+    storage = ["--storage", "sqlite:///chat.db", "--session", "c1"]
+
+    run_example("chat", *storage, stdin="My name is Grace\n", cwd=tmp_path)
+    done = run_example("chat", *storage, stdin="What's my name?\n", cwd=tmp_path)
+
+    assert "bot> You told me your name is Grace." in done.stdout
+
+
+async def test_the_model_is_any_function_and_gets_messages_for_llm_after_the_system_prompt():
+    sent: list[list[dict[str, str]]] = []
+
+    async def model(messages):
+        sent.append(messages)
+        return f"answer {len(sent)}"
+
+    runner = FlowRunner(chat.build_graph(model), InMemorySessionStorage())
+    session = await runner.create_session(context=Context(max_chat_messages=2))
+    await runner.run(session.id)  # the greeting
+    for text in ("one", "two"):
+        result = await runner.run(session.id, context_updates={"user_input": text})
+
+    assert result.response == "answer 2"
+    system = {"role": "system", "content": chat.SYSTEM_PROMPT}
+    # The history is capped at two messages; the system prompt is sent all the same.
+    assert sent[-1] == [
+        system,
+        {"role": "assistant", "content": "answer 1"},
+        {"role": "user", "content": "two"},
+    ]
+
+
+# -- batch.py --------------------------------------------------------------------------------------
+
+
+def test_the_batch_runs_ten_thousand_sessions_to_completion_and_reports_steps_per_second():
+    done = run_example("batch")
+
+    assert done.returncode == 0, done.stderr
+    summary, speed = done.stdout.splitlines()
+    assert summary == "10,000 sessions completed: 6,675 approved, 3,325 sent for review"
+    assert re.fullmatch(
+        r"40,000 steps in [\d.]+ s: [\d,]+ steps/s \(storage memory://, 100 at a time\)", speed
+    )
+    # Not a terminal: the progress bar is a line every tenth of the way.
+    progress = done.stderr.splitlines()
+    assert len(progress) == 10
+    assert progress[-1].startswith("[" + "#" * 30 + "] 10,000/10,000 sessions ")
+
+
+def test_the_batch_runs_on_sqlite_too(tmp_path):
+    args = ["--sessions", "40", "--concurrency", "4", "--storage", "sqlite:///batch.db"]
+
+    for _ in range(2):  # a second run in the same storage adds its own sessions
+        done = run_example("batch", *args, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.startswith("40 sessions completed: ")
+
+
+@pytest.mark.parametrize("concurrency", [1, 7])
+async def test_never_more_than_the_given_number_of_sessions_are_in_flight(concurrency):
+    in_flight = 0
+    most = 0
+
+    class Counting(InMemorySessionStorage):
+        async def save(self, session):
+            nonlocal in_flight, most
+            if session.version == 0:
+                in_flight += 1
+                most = max(most, in_flight)
+            elif session.is_completed:
+                in_flight -= 1
+            await super().save(session)
+
+    runner = FlowRunner(batch.build_graph(), Counting())
+    totals = await batch.run_batch(runner, iter(range(50)), concurrency=concurrency)
+
+    assert (totals.sessions, totals.steps, most) == (50, 200, concurrency)
+
+
+def test_the_progress_bar_redraws_one_line_on_a_terminal():
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    screen = Terminal()
+    progress = batch.Progress(4, stream=screen, width=4)
+    for done in range(1, 5):
+        progress.update(done, steps=done * 4)
+
+    assert screen.getvalue().startswith("\r[#---] 1/4 sessions ")
+    assert screen.getvalue().count("\n") == 1
+    assert "\r[####] 4/4 sessions " in screen.getvalue()
