@@ -88,6 +88,10 @@ FREE_TEXT_IDS: list[str] = [
 ]
 """Session ids a backend must store and find exactly: any str is a valid id."""
 
+_LISTED_IDS = ["b", "a", "Z", "é", "ß", "\ufffd", "🎉", "claim-10", "claim-2", "claim-1", "a b"]
+# By code point, U+FFFD comes before "🎉" (U+1F389), though not in UTF-16; "Z" before "a" and "ß"
+# before "é", though not in most languages' collations.
+
 
 class _Priority(enum.Enum):
     LOW = 1
@@ -128,11 +132,23 @@ def _new(session_id: str = "s1", **values: Any) -> Session:
     return Session.new_from_task(session_id, "start", graph_id="conformance", context=values)
 
 
+async def _list_or_skip(storage: SessionStorage, **options: Any) -> list[str]:
+    """``storage.list_sessions(**options)``; the test is skipped if the backend cannot list."""
+    try:
+        return await storage.list_sessions(**options)
+    except NotImplementedError:
+        pytest.skip(
+            f"{type(storage).__name__} does not implement list_sessions, which is optional for "
+            "a backend"
+        )
+
+
 class StorageConformance:
     """The storage contract as tests. Subclass it (as ``Test...``) and override ``storage``.
 
     Override ``put_raw_blob`` too if the backend can store raw bytes under an id; the tests of
-    malformed blobs are skipped otherwise.
+    malformed blobs are skipped otherwise. The tests of ``list_sessions`` are skipped for a
+    backend that does not implement it (it raises NotImplementedError).
     """
 
     pytestmark = pytest.mark.asyncio
@@ -438,6 +454,62 @@ class StorageConformance:
         await storage.delete("cl%")
         assert await storage.get("claim") is not None
         assert await storage.get("cl_im") is not None
+
+    # -- listing (optional for a backend) -------------------------------------------------------
+
+    async def test_listing_gives_the_ids_sorted_by_code_point(
+        self, storage: SessionStorage
+    ) -> None:
+        assert await _list_or_skip(storage) == []
+        for session_id in _LISTED_IDS:
+            await storage.save(_new(session_id))
+
+        assert await storage.list_sessions() == sorted(_LISTED_IDS)
+
+    async def test_listing_pages_with_limit_and_after(self, storage: SessionStorage) -> None:
+        await _list_or_skip(storage)
+        for session_id in _LISTED_IDS:
+            await storage.save(_new(session_id))
+        ids = sorted(_LISTED_IDS)
+
+        for limit in (1, 2, 3, len(ids), len(ids) + 1):
+            pages = [await storage.list_sessions(limit=limit)]
+            while len(pages[-1]) == limit:
+                pages.append(await storage.list_sessions(limit=limit, after=pages[-1][-1]))
+            assert [i for page in pages for i in page] == ids, f"limit={limit}"
+            assert all(len(page) <= limit for page in pages), f"limit={limit}"
+
+        assert await storage.list_sessions(limit=0) == []
+        assert await storage.list_sessions(after=ids[-1]) == []
+        assert await storage.list_sessions(after="") == ids
+        after_claim_1x = ["claim-2", "ß", "é", "\ufffd", "🎉"]
+        assert await storage.list_sessions(after="claim-1x") == after_claim_1x  # need not exist
+
+    async def test_deleted_sessions_are_not_listed(self, storage: SessionStorage) -> None:
+        await _list_or_skip(storage)
+        for session_id in ("a", "b", "c"):
+            await storage.save(_new(session_id))
+
+        await storage.delete("b")
+
+        assert await storage.list_sessions() == ["a", "c"]
+
+    @pytest.mark.parametrize(
+        ("options", "error"),
+        [
+            pytest.param({"limit": -1}, ValueError, id="negative-limit"),
+            pytest.param({"limit": 1.5}, ValueError, id="float-limit"),
+            pytest.param({"limit": True}, ValueError, id="bool-limit"),
+            pytest.param({"after": 3}, TypeError, id="int-after"),
+            pytest.param({"after": b"a"}, TypeError, id="bytes-after"),
+        ],
+    )
+    async def test_listing_refuses_bad_arguments(
+        self, storage: SessionStorage, options: dict[str, Any], error: type[Exception]
+    ) -> None:
+        await _list_or_skip(storage)
+        with pytest.raises(error):
+            await storage.list_sessions(**options)
 
     # -- unreadable blobs ----------------------------------------------------------------------
 

@@ -388,7 +388,6 @@ def test_sessions_cleanup_deletes_the_expired_sessions(capsys, sqlite_url):
     assert stored_ids(sqlite_url, "short-lived", "kept") == ["kept"]
 
 
-@pytest.mark.xfail(strict=True, reason="flowcore-sql does not implement list_sessions yet")
 def test_sessions_list_on_sqlite(capsys, sqlite_url):
     store(sqlite_url, *(Session.new_from_task(i, "intake") for i in ("b", "a")))
 

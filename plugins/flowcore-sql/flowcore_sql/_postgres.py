@@ -17,7 +17,7 @@ import time
 import uuid
 from collections.abc import Mapping
 from datetime import timedelta
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import asyncpg
 import sqlalchemy as sa
@@ -172,6 +172,10 @@ class PostgresSessionStorage(SqlSessionStorage):
     @property
     def _insert(self) -> Executable:
         return STATEMENTS["postgresql"].insert
+
+    @property
+    def _listings(self) -> Mapping[tuple[bool, bool], Executable]:
+        return STATEMENTS["postgresql"].listings
 
     # -- connecting --------------------------------------------------------------------------------
 
@@ -352,15 +356,25 @@ class PostgresSessionStorage(SqlSessionStorage):
     # -- statements --------------------------------------------------------------------------------
 
     async def _first(self, statement: Executable, params: Mapping[str, Any]) -> Row | None:
-        row: Row | None = await self._call(statement, params, first=True)
+        row: Row | None = await self._call(statement, params, "row")
         return row
 
+    async def _all(self, statement: Executable, params: Mapping[str, Any]) -> list[Row]:
+        rows: list[Row] = await self._call(statement, params, "rows")
+        return rows
+
     async def _rowcount(self, statement: Executable, params: Mapping[str, Any]) -> int:
-        status: str = await self._call(statement, params, first=False)
+        status: str = await self._call(statement, params, "status")
         return int(status.rpartition(" ")[2])  # "UPDATE 1", "INSERT 0 1", "DELETE 3"
 
-    async def _call(self, statement: Executable, params: Mapping[str, Any], *, first: bool) -> Any:
-        """Run a compiled statement on an idle connection: fetch its first row, or its status."""
+    async def _call(
+        self,
+        statement: Executable,
+        params: Mapping[str, Any],
+        fetch: Literal["row", "rows", "status"],
+    ) -> Any:
+        """Run a compiled statement on an idle connection: fetch its first row, all its rows, or
+        its status."""
         prepared = self._statements[id(statement)]
         args = prepared.args(params)
         idle = self._idle
@@ -371,8 +385,10 @@ class PostgresSessionStorage(SqlSessionStorage):
         self._busy.add(lease)
         result: Any
         try:
-            if first:
+            if fetch == "row":
                 result = await lease.driver.fetchrow(prepared.sql, *args)
+            elif fetch == "rows":
+                result = await lease.driver.fetch(prepared.sql, *args)
             else:
                 result = await lease.driver.execute(prepared.sql, *args)
         except BaseException as exc:
@@ -381,8 +397,10 @@ class PostgresSessionStorage(SqlSessionStorage):
                 raise self._timeout() from exc
             raise
         self._busy.discard(lease)
-        if first:
+        if fetch == "row":
             result = prepared.row(result)
+        elif fetch == "rows":
+            result = [prepared.row(row) for row in result]
         if (
             idle is self._idle
             and len(idle) < self._pool_size

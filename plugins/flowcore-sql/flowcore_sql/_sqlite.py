@@ -102,6 +102,10 @@ class SqliteSessionStorage(SqlSessionStorage):
     def _insert(self) -> Executable:
         return STATEMENTS["sqlite"].insert
 
+    @property
+    def _listings(self) -> Mapping[tuple[bool, bool], Executable]:
+        return STATEMENTS["sqlite"].listings
+
     # -- running on the storage's thread -----------------------------------------------------------
 
     async def _call(self, function: Callable[..., _T], *args: Any) -> _T:
@@ -166,6 +170,9 @@ class SqliteSessionStorage(SqlSessionStorage):
     async def _first(self, statement: Executable, params: Mapping[str, Any]) -> Row | None:
         return await self._call(self._run_first, statement, params)
 
+    async def _all(self, statement: Executable, params: Mapping[str, Any]) -> list[Row]:
+        return await self._call(self._run_all, statement, params)
+
     async def _rowcount(self, statement: Executable, params: Mapping[str, Any]) -> int:
         return await self._call(self._run_rowcount, statement, params)
 
@@ -174,6 +181,14 @@ class SqliteSessionStorage(SqlSessionStorage):
         cursor = self._dbapi.execute(compiled.sql, compiled.args(params))
         try:
             return compiled.row(cursor.fetchone())  # type: ignore[no-any-return]
+        finally:
+            cursor.close()
+
+    def _run_all(self, statement: Executable, params: Mapping[str, Any]) -> list[Row]:
+        compiled = self._statements[id(statement)]
+        cursor = self._dbapi.execute(compiled.sql, compiled.args(params))
+        try:
+            return [compiled.row(row) for row in cursor.fetchall()]
         finally:
             cursor.close()
 

@@ -5,7 +5,8 @@ Parameter names (the keys of the dict each statement is executed with):
 - ``session_id``, ``now`` (an aware datetime), ``expires_at`` (aware datetime or None);
 - for a save: ``graph_id``, ``current_task_id``, ``status_message``, ``is_completed``,
   ``blob``, ``expected_version`` (what the session was loaded at) and ``new_version``;
-- for cleanup: ``batch`` (how many rows at most).
+- for cleanup: ``batch`` (how many rows at most);
+- for a listing: ``after`` (list only the ids after it) and ``limit`` (how many ids at most).
 
 A session whose ``expires_at`` has passed is treated everywhere as missing.
 """
@@ -26,6 +27,7 @@ __all__ = [
     "STATEMENTS",
     "DELETE",
     "INSERT",
+    "LISTINGS",
     "SELECT",
     "SELECT_EXPIRY",
     "SELECT_STORED",
@@ -120,11 +122,34 @@ CLEANUP = sessions.delete().where(
 """Delete at most ``batch`` expired sessions."""
 
 
+def _listings(dialect: str) -> dict[tuple[bool, bool], sa.Select[Any]]:
+    # Ids sort by code point. PostgreSQL's COLLATE "C" compares the bytes, which in UTF-8 order
+    # as code points, whatever the database's own collation; SQLite's default collation, BINARY,
+    # does the same. Statements are compiled once: each combination of arguments has its own.
+    key = _c.id.collate("C") if dialect == "postgresql" else _c.id
+    listings = {}
+    for after in (False, True):
+        for limit in (False, True):
+            statement = sa.select(_c.id).where(_live).order_by(key)
+            if after:
+                statement = statement.where(key > sa.bindparam("after", type_=sa.Text))
+            if limit:
+                statement = statement.limit(sa.bindparam("limit", type_=sa.BigInteger))
+            listings[after, limit] = statement
+    return listings
+
+
+LISTINGS = {dialect: _listings(dialect) for dialect in INSERT}
+"""The ids of the live sessions, sorted by code point, per dialect and then per
+``(after given, limit given)``."""
+
+
 class DialectStatements:
-    """The statements a storage runs after connecting, with this dialect's insert."""
+    """The statements a storage runs after connecting, with this dialect's insert and listings."""
 
     def __init__(self, dialect: str) -> None:
         self.insert: sa.Insert = INSERT[dialect]
+        self.listings = LISTINGS[dialect]
         self.all: tuple[ClauseElement, ...] = (
             SELECT,
             SELECT_STORED,
@@ -134,6 +159,7 @@ class DialectStatements:
             SET_EXPIRY,
             SELECT_EXPIRY,
             CLEANUP,
+            *self.listings.values(),
         )
 
 

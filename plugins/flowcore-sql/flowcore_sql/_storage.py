@@ -1,8 +1,8 @@
 """SqlSessionStorage: the contract, expiry and error reporting that SQLite and PostgreSQL share.
 
 A backend subclass supplies the connection: how to open it, how to run one statement (returning
-its first row, or the number of rows it changed), how to migrate, and how to close. Everything a
-user sees — compare-and-set, expiry, messages — lives here, once.
+its first row, all its rows, or the number of rows it changed), how to migrate, and how to close.
+Everything a user sees — compare-and-set, expiry, listing, messages — lives here, once.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import Executable
 
 from flowcore import Session, SessionConflict, SessionNotFound, SessionStorage, StorageError
+from flowcore._storage import check_listing
 from flowcore.codec import decode_session, encode_session
 from flowcore_sql._statements import (
     CLEANUP,
@@ -33,6 +34,7 @@ __all__ = ["Expiry", "Row", "SqlSessionStorage", "describe_error", "root_error"]
 
 _UTC = timezone.utc
 _S = TypeVar("_S", bound="SqlSessionStorage")
+_MAX_LIMIT = 2**63 - 1  # the largest LIMIT both databases take: a larger one lists them all
 
 Expiry = datetime | timedelta | float | None
 """When a session expires: an aware datetime, a delay from now (timedelta or seconds), or None
@@ -142,6 +144,29 @@ class SqlSessionStorage(SessionStorage):
             DELETE, {"session_id": _check_id(session_id)}, "delete session {id} from"
         )
 
+    async def list_sessions(
+        self, *, limit: int | None = None, after: str | None = None
+    ) -> list[str]:
+        """The ids of the live sessions, sorted by code point: at most ``limit`` of them (None:
+        all), only those after ``after``. Expired sessions are not listed.
+
+        To page through many sessions, pass the last id of a page as ``after`` for the next.
+        """
+        check_listing(limit, after)
+        params: dict[str, Any] = {"now": _utcnow()}
+        if after is not None:
+            params["after"] = after
+        if limit is not None:
+            params["limit"] = min(limit, _MAX_LIMIT)
+        statement = self._listings[after is not None, limit is not None]
+        if not self._ready:
+            await self._start()
+        try:
+            rows = await self._all(statement, params)
+        except self._driver_errors as exc:
+            raise self._failure("list the sessions in", exc) from exc
+        return [row[0] for row in rows]
+
     async def close(self) -> None:
         """Close the connections (and, for SQLite, its thread). The storage cannot be reused."""
         if self._closed:
@@ -240,6 +265,12 @@ class SqlSessionStorage(SessionStorage):
     def _insert(self) -> Executable:
         """This dialect's create-only insert (``flowcore_sql._statements.INSERT``)."""
 
+    @property
+    @abc.abstractmethod
+    def _listings(self) -> Mapping[tuple[bool, bool], Executable]:
+        """This dialect's listings by ``(after given, limit given)``
+        (``flowcore_sql._statements.LISTINGS``)."""
+
     @abc.abstractmethod
     async def _open(self) -> None:
         """Connect: make the engine and check that the database answers."""
@@ -251,6 +282,10 @@ class SqlSessionStorage(SessionStorage):
     @abc.abstractmethod
     async def _first(self, statement: Executable, params: Mapping[str, Any]) -> Row | None:
         """Run ``statement``; its first row, or None."""
+
+    @abc.abstractmethod
+    async def _all(self, statement: Executable, params: Mapping[str, Any]) -> list[Row]:
+        """Run ``statement``; all its rows."""
 
     @abc.abstractmethod
     async def _rowcount(self, statement: Executable, params: Mapping[str, Any]) -> int:
