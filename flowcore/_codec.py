@@ -222,24 +222,8 @@ _BUILTIN_TYPES: tuple[type, ...] = (
 )
 # Types msgpack packs itself (never reaching _default): registering them would do nothing.
 _PACKED_BY_MSGPACK: tuple[type, ...] = (bytearray, memoryview, ExtType, Timestamp)
-# What the slow walk accepts without looking inside.
-_LEAF_TYPES = frozenset(
-    (
-        type(None),
-        bool,
-        int,
-        float,
-        str,
-        bytes,
-        datetime,
-        date,
-        time,
-        timedelta,
-        UUID,
-        Decimal,
-        *_PACKED_BY_MSGPACK,
-    )
-)
+# What the slow walk accepts without looking inside: every stored type but the containers.
+_LEAF_TYPES = frozenset(_BUILTIN_TYPES + _PACKED_BY_MSGPACK) - {list, tuple, dict, set, frozenset}
 
 
 def _class_name(cls: type[Any]) -> str:

@@ -24,7 +24,7 @@ import enum
 import inspect
 import math
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
 from typing import Any
@@ -338,13 +338,11 @@ class StorageConformance:
             *(storage.save(copy) for copy in copies if copy is not None), return_exceptions=True
         )
 
-        winners = [i for i, outcome in enumerate(outcomes) if outcome is None]
-        assert len(winners) == 1, outcomes
-        assert all(isinstance(o, SessionConflict) for o in outcomes if o is not None), outcomes
+        winner = _the_one_winner(outcomes)
         stored = await storage.get("s1")
         assert stored is not None
         assert stored.version == 2
-        assert stored.context.get("writer") == winners[0]
+        assert stored.context.get("writer") == winner
 
     async def test_concurrent_creates_of_one_id_let_exactly_one_win(
         self, storage: SessionStorage
@@ -355,13 +353,11 @@ class StorageConformance:
             *(storage.save(s) for s in sessions), return_exceptions=True
         )
 
-        winners = [i for i, outcome in enumerate(outcomes) if outcome is None]
-        assert len(winners) == 1, outcomes
-        assert all(isinstance(o, SessionConflict) for o in outcomes if o is not None), outcomes
+        winner = _the_one_winner(outcomes)
         stored = await storage.get("s1")
         assert stored is not None
         assert stored.version == 1
-        assert stored.context.get("creator") == winners[0]
+        assert stored.context.get("creator") == winner
 
     # -- delete ------------------------------------------------------------------------------
 
@@ -540,3 +536,11 @@ class StorageConformance:
 
         await storage.save(_new("good", amount=1))  # the backend still works
         assert await storage.get("good") is not None
+
+
+def _the_one_winner(outcomes: Sequence[object]) -> int:
+    """The index of the one save that succeeded; every other one must be a SessionConflict."""
+    winners = [i for i, outcome in enumerate(outcomes) if outcome is None]
+    assert len(winners) == 1, outcomes
+    assert all(isinstance(o, SessionConflict) for o in outcomes if o is not None), outcomes
+    return winners[0]

@@ -11,7 +11,6 @@ import abc
 import asyncio
 from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
-from types import TracebackType
 from typing import Any, ClassVar, Protocol, TypeVar
 
 from sqlalchemy.exc import DBAPIError
@@ -182,14 +181,6 @@ class SqlSessionStorage(SessionStorage):
         if not self._ready:
             await self._start()
         return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     # -- schema ------------------------------------------------------------------------------------
 
