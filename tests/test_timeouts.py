@@ -174,3 +174,32 @@ async def test_a_task_raising_its_own_timeout_error_is_a_failure_not_a_timeout()
     session = await runner.create_session()
     with pytest.raises(TaskExecutionFailed, match="Task 'own' failed: upstream API too slow"):
         await runner.run(session.id)
+
+
+async def test_the_limit_counts_from_the_start_of_the_task_not_its_first_await():
+    @task("busy_then_waits")
+    async def busy_then_waits(ctx):
+        time.sleep(0.3)  # work before the first await, which nothing can interrupt
+        await asyncio.sleep(10)
+
+    runner = runner_for(graph_of(busy_then_waits, task_timeout=0.4))
+    session = await runner.create_session()
+
+    started = time.monotonic()
+    with pytest.raises(TaskExecutionFailed, match=r"timed out after 0\.4s"):
+        await runner.run(session.id)
+    # cancelled 0.4 s after the task started (0.7 s if the clock had started at its first await)
+    assert time.monotonic() - started < 0.6
+
+
+async def test_an_async_task_that_never_waits_finishes_even_past_a_tiny_limit():
+    @task("quick_async")
+    async def quick_async(ctx):
+        ctx.set("done", True)
+        return TaskResult("ok", NextAction.End)
+
+    runner = runner_for(graph_of(quick_async, task_timeout=1e-9))
+    session = await runner.create_session()
+
+    # Cancellation can only land at an await: a task with none completes.
+    assert (await runner.run(session.id)).status == ExecutionStatus.Completed
