@@ -66,6 +66,10 @@ def ratios(figures: dict[str, dict[str, float]]) -> dict[str, float]:
         )
         for impl in ("compiled", "pure"):
             out[f"step {kind} {impl} / reference"] = med[f"test_step[{impl}-{kind}]"] / reference
+    out["engine step: compiled / pure"] = (
+        med["test_step_engine_only[compiled]"] / med["test_step_engine_only[pure]"]
+    )
+    out["engine step compiled / reference"] = med["test_step_engine_only[compiled]"] / reference
     out["chain: compiled / pure"] = med["test_chain[compiled]"] / med["test_chain[pure]"]
     out["codec: compiled / pure"] = med["test_codec[compiled]"] / med["test_codec[pure]"]
     out["codec compiled / bare msgpack"] = (

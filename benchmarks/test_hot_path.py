@@ -17,6 +17,7 @@ from .workloads import (
     chain_graph,
     cycle_graph,
     hop_tasks,
+    no_copy_storage,
     reference_kernel,
     representative_context,
     sized_context,
@@ -45,6 +46,16 @@ def test_step(benchmark, impl, kind):
     tasks = hop_tasks(fc)
     graph = cycle_graph(fc, 3, tasks.sync if kind == "sync" else tasks.async_)
     stepper = Stepper(fc.FlowRunner(graph, fc.InMemorySessionStorage()), "bench", STEP_OPS)
+    stepper.setup(**{f"k{i}": i for i in range(5)})
+    per_op(benchmark, STEP_OPS, "step")
+    run_stepper(benchmark, stepper)
+
+
+def test_step_engine_only(benchmark, impl):
+    """The same step on a storage that neither encodes nor copies: what the engine costs."""
+    fc = impl.flowcore
+    graph = cycle_graph(fc, 3, hop_tasks(fc).sync)
+    stepper = Stepper(fc.FlowRunner(graph, no_copy_storage(fc)), "bench", STEP_OPS)
     stepper.setup(**{f"k{i}": i for i in range(5)})
     per_op(benchmark, STEP_OPS, "step")
     run_stepper(benchmark, stepper)

@@ -132,3 +132,26 @@ def bare_record(session: Any) -> list[Any]:
 def sized_context(size_bytes: int) -> dict[str, str]:
     """About ``size_bytes`` of context as 100-byte strings under short keys."""
     return {f"k{i}": "x" * 100 for i in range(max(1, size_bytes // 110))}
+
+
+def no_copy_storage(fc: Any) -> Any:
+    """A storage that hands back the very session it holds: no codec, no copy.
+
+    Not a valid backend (it breaks copy semantics); it isolates what the engine itself costs.
+    """
+
+    class NoCopyStorage(fc.SessionStorage):
+        def __init__(self) -> None:
+            self.sessions: dict[str, Any] = {}
+
+        async def get(self, session_id: str) -> Any:
+            return self.sessions.get(session_id)
+
+        async def save(self, session: Any) -> None:
+            session.version += 1
+            self.sessions[session.id] = session
+
+        async def delete(self, session_id: str) -> None:
+            self.sessions.pop(session_id, None)
+
+    return NoCopyStorage()
