@@ -89,7 +89,7 @@ async def await_with_timeout(awaitable: Awaitable[_T], seconds: float) -> _T:
     deadline = _Deadline(current)
     handle = loop.call_later(max(seconds, 0.0), deadline.expire)
     try:
-        return await awaitable
+        result = await awaitable
     except asyncio.CancelledError:
         if not deadline.fired:
             raise
@@ -99,3 +99,10 @@ async def await_with_timeout(awaitable: Awaitable[_T], seconds: float) -> _T:
         raise DeadlineExceeded from None
     finally:
         handle.cancel()
+    if deadline.fired:
+        # The work swallowed the cancellation and finished: its result stands, and the Task's
+        # cancellation count goes back to what it was (Python 3.11+).
+        uncancel = getattr(current, "uncancel", None)
+        if uncancel is not None:
+            uncancel()
+    return result

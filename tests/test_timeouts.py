@@ -179,7 +179,7 @@ async def test_a_task_raising_its_own_timeout_error_is_a_failure_not_a_timeout()
 async def test_the_limit_counts_from_the_start_of_the_task_not_its_first_await():
     @task("busy_then_waits")
     async def busy_then_waits(ctx):
-        time.sleep(0.3)  # work before the first await, which nothing can interrupt
+        time.sleep(0.3)  # noqa: ASYNC251  (the point: work before the first await)
         await asyncio.sleep(10)
 
     runner = runner_for(graph_of(busy_then_waits, task_timeout=0.4))
@@ -203,3 +203,23 @@ async def test_an_async_task_that_never_waits_finishes_even_past_a_tiny_limit():
 
     # Cancellation can only land at an await: a task with none completes.
     assert (await runner.run(session.id)).status == ExecutionStatus.Completed
+
+
+async def test_a_task_that_swallows_its_cancellation_keeps_its_result():
+    @task("stubborn")
+    async def stubborn(ctx):
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            return TaskResult("finished anyway", NextAction.WaitForInput)
+        return TaskResult("slept", NextAction.WaitForInput)
+
+    runner = runner_for(graph_of(stubborn, task_timeout=0.02))
+    session = await runner.create_session()
+
+    assert (await runner.run(session.id)).response == "finished anyway"
+    # the caller's own Task is not left half-cancelled: it can still wait
+    await asyncio.sleep(0.01)
+    current = asyncio.current_task()
+    if hasattr(current, "cancelling"):
+        assert current.cancelling() == 0
