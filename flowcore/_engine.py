@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+from contextvars import ContextVar
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -28,7 +29,7 @@ from flowcore._values import ExecutionResult, ExecutionStatus, TaskResult
 if TYPE_CHECKING:
     from flowcore._graph import Graph
 
-__all__ = ["execute_session", "run_task"]
+__all__ = ["execute_session", "run_child_task", "run_task"]
 
 _COMPLETED_RESULT = ExecutionResult(None, ExecutionStatus.Completed)
 
@@ -213,6 +214,32 @@ async def run_task(
     return await _attempts(task, task_id, ctx, timeout, policy, None)  # type: ignore[return-value]
 
 
+class _TracedStep:
+    """The tracers of the step a task runs in, for tasks that run tasks of their own."""
+
+    __slots__ = ("graph_id", "observers", "session")
+
+    def __init__(self, observers: Observers, graph_id: str, session: Session) -> None:
+        self.observers = observers
+        self.graph_id = graph_id
+        self.session = session
+
+
+_TRACED_STEP: ContextVar[_TracedStep | None] = ContextVar("flowcore_traced_step", default=None)
+
+
+async def run_child_task(task: Task, ctx: Context) -> TaskResult:
+    """Run ``task`` inside another task (a fan-out's child): under its own timeout and retry
+    policy, and seen by the step's tracers when the step has task tracers."""
+    traced = _TRACED_STEP.get()
+    if traced is None or not traced.observers.traces_tasks:
+        return await run_task(task, task.id, ctx, None)
+    outcome = await _run_observed_task(
+        traced.observers, (), traced.graph_id, traced.session, task, task.id, None
+    )
+    return outcome  # type: ignore[return-value]  # no handlers: never a reported status
+
+
 async def _run_observed_task(
     observers: Observers,
     handlers: tuple[Handler, ...],
@@ -230,6 +257,8 @@ async def _run_observed_task(
     if observers.task_started:
         emit(observers.task_started, TaskStarted(session.id, graph_id, task_id))
     policy = task.retry
+    # Tasks that run tasks of their own (FanOutTask) find the step's tracers here.
+    token = _TRACED_STEP.set(_TracedStep(observers, graph_id, session))
     try:
         if policy is None and not handlers:
             observed.attempts = 1
@@ -246,6 +275,8 @@ async def _run_observed_task(
                 TaskEnded(session.id, graph_id, task_id, None, exc, duration, observed.attempts),
             )
         raise
+    finally:
+        _TRACED_STEP.reset(token)
     if ended:
         result = outcome if type(outcome) is TaskResult else None
         duration = perf_counter() - started_at

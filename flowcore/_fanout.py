@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Iterable
 
 from flowcore._context import Context
-from flowcore._engine import run_task
+from flowcore._engine import run_child_task
 from flowcore._task import Task
 from flowcore._values import NextAction, TaskResult
 
@@ -61,7 +61,7 @@ class FanOutTask(Task):
         # Each child runs in its own asyncio Task: plain def children finish in their first
         # slice, in order; async ones then proceed together.
         outcomes = await asyncio.gather(
-            *(run_task(child, child.id, ctx, None) for child in self.children),
+            *(run_child_task(child, ctx) for child in self.children),
             return_exceptions=True,
         )
         for outcome in outcomes:

@@ -306,3 +306,56 @@ async def test_the_logging_tracer_logs_failures_and_retries_as_warnings(caplog):
         )
     )
     assert {r.name for r in caplog.records} == {"claims.flow"}
+
+
+async def test_a_fan_outs_children_are_traced_inside_it():
+    @task("fraud")
+    async def fraud(ctx):
+        return TaskResult("clean", NextAction.Continue)
+
+    @task("coverage")
+    def coverage(ctx):
+        return TaskResult("covered", NextAction.End, "within limits")
+
+    recorder = Recorder()
+    graph = graph_of(flowcore.FanOutTask("checks", [fraud, coverage]))
+    runner = FlowRunner(graph, InMemorySessionStorage(), tracers=[recorder])
+    session = await runner.create_session()
+
+    await runner.run(session.id)
+
+    tasks = [
+        (name, event.task_id)
+        for name, event in recorder.events
+        if name in ("task_started", "task_ended")
+    ]
+    assert tasks[0] == ("task_started", "checks")
+    assert tasks[-1] == ("task_ended", "checks")
+    assert sorted(tasks[1:-1]) == [
+        ("task_ended", "coverage"),
+        ("task_ended", "fraud"),
+        ("task_started", "coverage"),
+        ("task_started", "fraud"),
+    ]
+    ended = {e.task_id: e for name, e in recorder.events if name == "task_ended"}
+    assert ended["coverage"].result.status_message == "within limits"
+    assert ended["fraud"].result.response == "clean"
+
+
+async def test_without_task_tracers_a_fan_out_runs_its_children_untraced():
+    class RunsOnly(Tracer):
+        def __init__(self):
+            self.runs = 0
+
+        def run_ended(self, event):
+            self.runs += 1
+
+    tracer = RunsOnly()
+    graph = graph_of(flowcore.FanOutTask("checks", [Step("a"), Step("b")]))
+    runner = FlowRunner(graph, InMemorySessionStorage(), tracers=[tracer])
+    session = await runner.create_session()
+
+    result = await runner.run(session.id)
+
+    assert result.response == "FanOutTask 'checks' completed 2 child task(s)"
+    assert tracer.runs == 1
