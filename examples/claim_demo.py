@@ -757,7 +757,7 @@ async def amain(args: argparse.Namespace) -> int:
             runner, SCRIPTED_ANSWERS, session_id=session_id, stop_after=stop_after
         )
     if transcript.completed:
-        print("\nNow play it yourself: make demo-interactive")
+        print("\nNow play it yourself: make demo-interactive (or: flowcore demo --interactive)")
     elif hand_off:
         return continue_in_new_process(args.storage, session_id)
     else:
