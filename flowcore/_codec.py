@@ -133,7 +133,6 @@ _NESTED_BUF_SIZE = 256
 _VALUE_BUDGET = _NEST_LIMIT - 2  # a context value sits in data (a map) in the record (an array)
 
 _UTC = timezone.utc
-_EPOCH = datetime(1970, 1, 1, tzinfo=_UTC)
 _DT_MIN = datetime(1, 1, 1)
 
 _Q = struct.Struct(">q")

@@ -29,9 +29,10 @@ from flowcore._values import ExecutionResult, ExecutionStatus, TaskResult
 if TYPE_CHECKING:
     from flowcore._graph import Graph
 
-__all__ = ["execute_session", "run_child_task", "run_task"]
+__all__ = ["COMPLETED_RESULT", "execute_session", "run_child_task", "run_task"]
 
-_COMPLETED_RESULT = ExecutionResult(None, ExecutionStatus.Completed)
+COMPLETED_RESULT = ExecutionResult(None, ExecutionStatus.Completed)
+"""What a step of a completed session returns: nothing ran."""
 
 
 def _raise_timed_out(task_id: str, seconds: float) -> NoReturn:
@@ -296,7 +297,7 @@ async def execute_session(
     reported failure ends the step with its Error status and the failed task still current.
     """
     if session.is_completed:
-        return _COMPLETED_RESULT
+        return COMPLETED_RESULT
     step = StepRun(graph.id, graph._tasks, graph._routes, graph.max_steps, session)
     if observers is not None:
         return await _execute_observed(graph, session, step, observers)

@@ -10,7 +10,7 @@ from typing import Any
 from flowcore import _plugins
 from flowcore._codec import encode_session
 from flowcore._context import Context
-from flowcore._engine import execute_session
+from flowcore._engine import COMPLETED_RESULT, execute_session
 from flowcore._errors import ContextError, GraphError, SessionNotFound, TaskNotFound
 from flowcore._graph import Graph
 from flowcore._handlers import Handler
@@ -18,11 +18,9 @@ from flowcore._observers import Observers
 from flowcore._session import Session
 from flowcore._storage import SessionStorage
 from flowcore._tracing import RunEnded, RunStarted, SessionLoaded, SessionSaved, emit
-from flowcore._values import ExecutionResult, ExecutionStatus
+from flowcore._values import ExecutionResult
 
 __all__ = ["FlowRunner"]
-
-_COMPLETED_RESULT = ExecutionResult(None, ExecutionStatus.Completed)
 
 
 class FlowRunner:
@@ -128,7 +126,7 @@ class FlowRunner:
             if observers.session_loaded:
                 emit(observers.session_loaded, _session_event(SessionLoaded, session, graph.id))
             if session.is_completed:
-                result = _COMPLETED_RESULT
+                result = COMPLETED_RESULT
             else:
                 if context_updates:
                     session.context.update(context_updates)
