@@ -23,11 +23,13 @@ from flowcore._errors import (
     StorageError,
     TaskExecutionFailed,
     TaskNotFound,
+    quote_id,
 )
 from flowcore._fanout import FanOutTask
 from flowcore._graph import Graph, GraphBuilder
 from flowcore._handlers import ErrorDecision, ErrorHandler, TaskFailure
 from flowcore._hooks import hookimpl, hookspec
+from flowcore._json_view import session_as_json
 from flowcore._logging_tracer import LoggingTracer
 from flowcore._open import hide_password, open_storage
 from flowcore._plugins import register_plugin, unregister_plugin
@@ -101,7 +103,9 @@ __all__ = [
     "hookimpl",
     "hookspec",
     "open_storage",
+    "quote_id",
     "register_plugin",
+    "session_as_json",
     "task",
     "unregister_plugin",
 ]

@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-import dataclasses
-import enum
 import json
-import math
 import os
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from datetime import date, datetime, time, timedelta
-from decimal import Decimal
-from typing import Any
 from urllib.parse import urlsplit
-from uuid import UUID
 
 from flowcore._errors import StorageError
+from flowcore._json_view import session_as_json
 from flowcore._open import hide_password, open_storage
-from flowcore._session import Session
 from flowcore._storage import SessionStorage
 
 __all__ = [
@@ -27,7 +20,6 @@ __all__ = [
     "delete_command",
     "list_command",
     "migrate_command",
-    "session_as_json",
     "show_command",
 ]
 
@@ -159,67 +151,3 @@ async def migrate_command(url: str) -> int:
     else:
         print(f"{shown(url)} is up to date")
     return 0
-
-
-def session_as_json(session: Session) -> dict[str, Any]:
-    """A session as JSON values: its fields, its context data and its chat history.
-
-    Values JSON has no type for are shown as text: dates and times in ISO 8601, durations as
-    ``str(timedelta)``, Decimal and UUID as their text, bytes in hex; tuples and sets become
-    lists, enums their value, dataclasses objects of their fields.
-    """
-    ctx = session.context
-    return {
-        "id": session.id,
-        "graph_id": session.graph_id,
-        "version": session.version,
-        "current_task_id": session.current_task_id,
-        "status_message": session.status_message,
-        "is_completed": session.is_completed,
-        "history": list(session.history),
-        "context": {key: _jsonable(value) for key, value in ctx.items()},
-        "chat": [
-            {
-                "role": message.role.value,
-                "content": message.content,
-                "timestamp": message.timestamp.isoformat(),
-            }
-            for message in ctx.get_chat_history()
-        ],
-        "max_chat_messages": ctx.max_chat_messages,
-    }
-
-
-def _jsonable(value: Any) -> Any:
-    if value is None or type(value) in (bool, int, str):
-        return value
-    if type(value) is float:
-        return value if math.isfinite(value) else str(value)  # JSON has no NaN or infinity
-    if isinstance(value, enum.Enum):
-        return _jsonable(value.value)
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(item) for item in value]
-    if isinstance(value, (set, frozenset)):
-        items = [_jsonable(item) for item in value]
-        return sorted(items, key=lambda item: json.dumps(item, sort_keys=True))
-    if isinstance(value, dict):
-        return {_key(key): _jsonable(item) for key, item in value.items()}
-    if isinstance(value, (datetime, date, time)):
-        return value.isoformat()
-    if isinstance(value, (timedelta, Decimal, UUID)):
-        return str(value)
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return bytes(value).hex()
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    for base in (bool, int, float, str):  # a registered subclass of a JSON type
-        if isinstance(value, base):
-            return _jsonable(base(value))
-    return repr(value)
-
-
-def _key(key: Any) -> str:
-    if type(key) is str:
-        return key
-    converted = _jsonable(key)
-    return converted if isinstance(converted, str) else json.dumps(converted, sort_keys=True)

@@ -77,7 +77,7 @@ from uuid import UUID
 from msgpack import ExtType, Packer, Timestamp, unpackb
 
 from flowcore._context import Context, restore_context
-from flowcore._errors import SerializationError, StorageError
+from flowcore._errors import SerializationError, StorageError, quote_id
 from flowcore._session import Session
 
 __all__ = [
@@ -403,7 +403,7 @@ def _all_str(items: list[Any]) -> bool:
 
 def _bad_field(field: str, expected: str, value: object) -> SerializationError:
     return SerializationError(
-        f"session field {field} must be {expected}, got {type(value).__name__}: {value!r}"
+        f"session field {field} must be {expected}, got {type(value).__name__}: {quote_id(value)}"
     )
 
 
@@ -704,7 +704,7 @@ def _build_context(max_chat_messages: Any, data: Any, chat: Any) -> Context:
         raise _DecodeError("the context data is not a map")
     for key in data:
         if type(key) is not str:
-            raise _DecodeError(f"a context key is not a str: {key!r}")
+            raise _DecodeError(f"a context key is not a str: {quote_id(key)}")
     if type(chat) is not list or len(chat) % 3:
         raise _DecodeError("the chat is not an array of (role, content, timestamp) triples")
     chat_list = chat
@@ -751,7 +751,9 @@ def decode_session(blob: object, *, session_id: str, version: int) -> Session:
     except MemoryError:
         raise
     except Exception as exc:
-        raise StorageError(f"Session '{session_id}' could not be decoded: {_reason(exc)}") from exc
+        raise StorageError(
+            f"Session {quote_id(session_id)} could not be decoded: {_reason(exc)}"
+        ) from exc
     return Session(
         session_id,
         graph_id,

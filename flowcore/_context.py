@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator, KeysView, Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from flowcore._errors import ContextError
+from flowcore._errors import ContextError, quote_id
 
 __all__ = [
     "ROLES",
@@ -109,7 +109,8 @@ def restore_message(role: MessageRole, content: str, micros: int) -> ChatMessage
 
 def _key_error(key: object) -> ContextError:
     return ContextError(
-        f"Context keys must be str, got {type(key).__name__}: {key!r}; convert the key with str()"
+        f"Context keys must be str, got {type(key).__name__}: {quote_id(key)}; "
+        "convert the key with str()"
     )
 
 
@@ -293,7 +294,9 @@ _ROLE_NAMES = tuple(role.value for role in ROLES)
 
 def _check_text(text: object) -> str:
     if type(text) is not str:
-        raise ContextError(f"A chat message must be a str, got {type(text).__name__}: {text!r}")
+        raise ContextError(
+            f"A chat message must be a str, got {type(text).__name__}: {quote_id(text)}"
+        )
     return text
 
 

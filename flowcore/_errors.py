@@ -20,6 +20,8 @@ A plugin that cannot be loaded never stops the others: flowcore warns with
 
 from __future__ import annotations
 
+import reprlib
+
 __all__ = [
     "ContextError",
     "ExecutionLimitExceeded",
@@ -33,7 +35,35 @@ __all__ = [
     "StorageError",
     "TaskExecutionFailed",
     "TaskNotFound",
+    "quote_id",
 ]
+
+_QUOTE_LIMIT = 100
+"""How many characters of an id or a value an error message quotes."""
+
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = _REPR.maxlong = _QUOTE_LIMIT
+
+
+def quote_id(value: object) -> str:
+    """``value`` as an error message or a log line quotes it: short, and on one line.
+
+    A str comes back in single quotes (``'claim-1'``), its unprintable characters escaped
+    (``'a\\nb'``) and, past 100 characters, cut with its length given:
+    ``'aaaa…' (1,048,576 characters)``. Anything else comes back as a shortened ``repr``. For
+    backend authors too: a session id is free text, and a message must not grow with it.
+    """
+    if type(value) is not str:
+        try:
+            return _REPR.repr(value)
+        except Exception:  # a repr that fails must not hide the error being reported
+            return f"<{type(value).__qualname__} object>"
+    head = value[:_QUOTE_LIMIT]
+    if not head.isprintable():
+        head = "".join(c if c.isprintable() else repr(c)[1:-1] for c in head)
+    if len(value) <= _QUOTE_LIMIT:
+        return f"'{head}'"
+    return f"'{head}…' ({len(value):,} characters)"
 
 
 class GraphError(Exception):
@@ -53,12 +83,12 @@ class TaskExecutionFailed(GraphError):
     @classmethod
     def failed(cls, task_id: str, cause: object) -> TaskExecutionFailed:
         """``Task '<id>' failed: <cause>``."""
-        return cls(task_id, f"Task '{task_id}' failed: {cause}")
+        return cls(task_id, f"Task {quote_id(task_id)} failed: {cause}")
 
     @classmethod
     def timed_out(cls, task_id: str, seconds: float) -> TaskExecutionFailed:
         """``Task '<id>' timed out after <seconds>s``."""
-        return cls(task_id, f"Task '{task_id}' timed out after {seconds:g}s")
+        return cls(task_id, f"Task {quote_id(task_id)} timed out after {seconds:g}s")
 
     def __reduce__(self) -> tuple[type, tuple[str, str]]:
         return (type(self), (self.task_id, str(self)))
@@ -68,7 +98,7 @@ class TaskNotFound(GraphError):
     """An id names no task of the graph. ``task_id`` is that id."""
 
     def __init__(self, task_id: str, message: str | None = None) -> None:
-        super().__init__(message or f"Task '{task_id}' not found in the graph")
+        super().__init__(message or f"Task {quote_id(task_id)} not found in the graph")
         self.task_id = task_id
 
     def __reduce__(self) -> tuple[type, tuple[str, str]]:
@@ -80,7 +110,7 @@ class SessionNotFound(GraphError):
 
     def __init__(self, session_id: str) -> None:
         super().__init__(
-            f"Session '{session_id}' not found: create it first "
+            f"Session {quote_id(session_id)} not found: create it first "
             "(FlowRunner.create_session or storage.save)"
         )
         self.session_id = session_id
@@ -131,12 +161,12 @@ class SessionConflict(StorageError):
         """
         if loaded_version == 0:
             return cls(
-                f"Session '{session_id}' already exists (stored version {stored_version}); "
+                f"Session {quote_id(session_id)} already exists (stored version {stored_version}); "
                 "load it with storage.get() to change it, or use another id"
             )
         if stored_version is None:
             return cls(
-                f"Session '{session_id}' was deleted after it was loaded at version "
+                f"Session {quote_id(session_id)} was deleted after it was loaded at version "
                 f"{loaded_version}; nothing was saved"
             )
         return cls(

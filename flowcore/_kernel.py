@@ -11,7 +11,12 @@ from inspect import isawaitable
 from typing import Any
 
 from flowcore._context import Context
-from flowcore._errors import ExecutionLimitExceeded, TaskExecutionFailed, TaskNotFound
+from flowcore._errors import (
+    ExecutionLimitExceeded,
+    TaskExecutionFailed,
+    TaskNotFound,
+    quote_id,
+)
 from flowcore._session import HISTORY_LIMIT, Session
 from flowcore._values import (
     CONTINUE,
@@ -178,14 +183,14 @@ class StepRun:
         if task is None:
             raise TaskNotFound(
                 task_id,
-                f"Task '{task_id}' (the current task of session '{session.id}') "
+                f"Task '{task_id}' (the current task of session {quote_id(session.id)}) "
                 f"is not in graph '{self.graph_id}'",
             )
         max_steps = self.max_steps
         if max_steps is not None and self.ran >= max_steps:
             raise ExecutionLimitExceeded(
-                f"Session '{session.id}' ran {self.ran} tasks in one step, the limit of graph "
-                f"'{self.graph_id}' (max_steps={max_steps}); a ContinueAndExecute chain "
+                f"Session {quote_id(session.id)} ran {self.ran} tasks in one step, the limit of "
+                f"graph '{self.graph_id}' (max_steps={max_steps}); a ContinueAndExecute chain "
                 "probably loops: end it with Continue or WaitForInput, or raise max_steps"
             )
         self.ran += 1

@@ -7,7 +7,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from flowcore import _plugins
-from flowcore._errors import PluginError, StorageError
+from flowcore._errors import PluginError, StorageError, quote_id
 from flowcore._storage import SessionStorage
 
 __all__ = ["hide_password", "open_storage", "storage_schemes"]
@@ -27,7 +27,9 @@ def storage_schemes() -> list[str]:
 
 def _scheme_of(url: str) -> str:
     if type(url) is not str:
-        raise StorageError(f"A storage URL must be a str, got {type(url).__name__}: {url!r}")
+        raise StorageError(
+            f"A storage URL must be a str, got {type(url).__name__}: {quote_id(url)}"
+        )
     if "://" not in url:
         raise StorageError(
             f"'{hide_password(url)}' is not a storage URL: expected scheme://..., "

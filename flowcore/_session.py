@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from flowcore._context import Context
-from flowcore._errors import ContextError
+from flowcore._errors import ContextError, quote_id
 
 __all__ = ["HISTORY_LIMIT", "Session"]
 
@@ -71,7 +71,9 @@ class Session:
             ("graph_id", graph_id),
         ):
             if type(value) is not str:
-                raise TypeError(f"{name} must be a str, got {type(value).__name__}: {value!r}")
+                raise TypeError(
+                    f"{name} must be a str, got {type(value).__name__}: {quote_id(value)}"
+                )
         if context is None:
             ctx = Context()
         elif isinstance(context, Context):

@@ -8,7 +8,7 @@ import threading
 from types import TracebackType
 
 from flowcore._codec import decode_session, encode_session
-from flowcore._errors import SessionConflict
+from flowcore._errors import SessionConflict, quote_id
 from flowcore._session import Session
 
 __all__ = ["InMemorySessionStorage", "SessionStorage", "check_listing"]
@@ -67,13 +67,15 @@ def check_listing(limit: object, after: object) -> None:
     if limit is not None and (type(limit) is not int or limit < 0):
         raise ValueError(f"limit must be None or an int >= 0, got {limit!r}")
     if after is not None and type(after) is not str:
-        raise TypeError(f"after must be None or a str, got {type(after).__name__}: {after!r}")
+        raise TypeError(
+            f"after must be None or a str, got {type(after).__name__}: {quote_id(after)}"
+        )
 
 
 def _check_session_id(session_id: object) -> str:
     if type(session_id) is not str:
         raise TypeError(
-            f"session_id must be a str, got {type(session_id).__name__}: {session_id!r}"
+            f"session_id must be a str, got {type(session_id).__name__}: {quote_id(session_id)}"
         )
     return session_id
 

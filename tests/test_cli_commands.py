@@ -33,10 +33,10 @@ from flowcore import (
     hookimpl,
     open_storage,
     register_plugin,
+    session_as_json,
     task,
 )
 from flowcore._cli import main
-from flowcore._cli_storage import session_as_json
 
 ROOT = Path(__file__).resolve().parent.parent
 
