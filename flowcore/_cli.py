@@ -9,7 +9,8 @@
 
 A failure the user can fix (a bad URL, an unknown id, a database that does not answer) exits
 with status 1 and one line on stderr that says what is wrong and what to do; a bad command line
-exits with status 2. Neither prints a traceback.
+exits with status 2. Anything else is a bug, reported in one line with exit status 1 too. None
+prints a traceback (unless FLOWCORE_TRACEBACK=1 asks for one, for a bug report).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import os
 import platform
 import subprocess
 import sys
+import traceback
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -285,4 +287,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("flowcore: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug, in flowcore or in a plugin: still one line
+        if os.environ.get(TRACEBACK_ENV, "") not in ("", "0"):
+            traceback.print_exception(exc)
+        print(f"flowcore: {unexpected_error(exc)}", file=sys.stderr)
     return 1
+
+
+TRACEBACK_ENV = "FLOWCORE_TRACEBACK"
+"""Set to 1 to print the traceback of an unexpected error as well, for a bug report."""
+
+_MESSAGE_LIMIT = 500
+"""How many characters of an unexpected exception's text the one line quotes."""
+
+
+def unexpected_error(exc: BaseException) -> str:
+    """The one line for an exception no command expects: its type and text, and what to do."""
+    text = _one_line(str(exc))
+    if len(text) > _MESSAGE_LIMIT:
+        text = f"{text[:_MESSAGE_LIMIT]}… ({len(text):,} characters)"
+    return (
+        f"unexpected {type(exc).__name__}{': ' if text else ''}{text}; this is a bug in "
+        "flowcore or in a plugin: please report it with the command you ran (set "
+        f"{TRACEBACK_ENV}=1 to print the traceback too)"
+    )

@@ -1,0 +1,212 @@
+"""`flowcore sessions show` on whatever a database holds: values at the edges of what can be
+stored, blobs written by other software, and bugs, each through the real command.
+
+Whatever it finds, the command prints the session or exits with status 1 and one line on stderr;
+it never prints a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import pytest
+
+from flowcore import SerializationError, Session, open_storage
+from flowcore.codec import encode_session
+
+from .helpers import install_plugin
+
+
+def flowcore(*args: str, cwd: Path, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    """Run the flowcore command as a user does, with flowcore-sql loaded."""
+    done = subprocess.run(
+        [sys.executable, "-m", "flowcore", *args],
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        check=False,
+        timeout=60,
+        cwd=cwd,
+        env={**os.environ, "FLOWCORE_LOAD_PLUGINS": "sql", **(env or {})},
+    )
+    return done.returncode, done.stdout, done.stderr
+
+
+def assert_one_line(result: tuple[int, str, str], *fragments: str) -> None:
+    code, out, err = result
+    assert code == 1, err
+    assert out == ""
+    assert err.startswith("flowcore: "), err
+    assert err.count("\n") == 1, err
+    assert "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in err
+
+
+@pytest.fixture
+def db(installed_plugins: Callable[..., None], tmp_path: Path) -> Path:
+    installed_plugins("sql")
+    return tmp_path / "claims.db"
+
+
+def store(db: Path, *sessions: Session) -> None:
+    async def save_all() -> None:
+        async with open_storage(f"sqlite:///{db}") as storage:
+            for session in sessions:
+                await storage.save(session)
+
+    asyncio.run(save_all())
+
+
+def plant(db: Path, session_id: str, edit: Callable[[list[Any]], object]) -> None:
+    """Store a session, then rewrite its blob as other software might have: ``edit`` changes
+    the decoded record ``[graph_id, current_task_id, status_message, is_completed, history,
+    max_chat_messages, data, chat]`` in place, and the row gets it back in format version 1."""
+    store(db, Session.new_from_task(session_id, "intake"))
+    with sqlite3.connect(db) as connection:
+        (blob,) = connection.execute(
+            "SELECT blob FROM flowcore_sessions WHERE id = ?", (session_id,)
+        ).fetchone()
+        assert blob[0] == 1
+        record = msgpack.unpackb(blob[1:], strict_map_key=False)
+        edit(record)
+        connection.execute(
+            "UPDATE flowcore_sessions SET blob = ? WHERE id = ?",
+            (b"\x01" + msgpack.packb(record), session_id),
+        )
+    connection.close()
+
+
+def show(db: Path, session_id: str) -> tuple[int, str, str]:
+    return flowcore("sessions", "show", session_id, "--storage", f"sqlite:///{db}", cwd=db.parent)
+
+
+# -- values at the edges ---------------------------------------------------------------------------
+
+
+def test_an_int_of_5000_digits_is_shown(db: Path) -> None:
+    store(db, Session.new_from_task("huge", "intake", context={"n": 10**5000, "small": 7}))
+
+    code, out, err = show(db, "huge")
+
+    assert (code, err) == (0, "")
+    context = json.loads(out)["context"]
+    assert context == {"n": hex(10**5000), "small": 7}  # Python will not print it in decimal
+
+
+def test_a_chat_timestamp_past_the_year_9999_is_one_line(db: Path) -> None:
+    def far_future_chat(record: list[Any]) -> None:
+        year_10000 = 253_402_300_800 * 1_000_000  # microseconds since 1970
+        record[7] = [0, "hello", year_10000]
+
+    plant(db, "far-future", far_future_chat)
+
+    assert_one_line(show(db, "far-future"), "'far-future'")
+
+
+def test_lists_nested_900_deep_are_one_line(db: Path) -> None:
+    def deep_value(record: list[Any]) -> None:
+        value: list[Any] = []
+        for _ in range(900):
+            value = [value]
+        record[6]["deep"] = value
+
+    plant(db, "deep", deep_value)
+
+    assert_one_line(show(db, "deep"), "'deep'")
+
+
+def deepest_storable() -> tuple[list[Any], int]:
+    """A list nested as deep as the codec stores, and how many levels deep it is."""
+    value: list[Any] = [1]
+    levels = 1
+    while levels < 10_000:
+        deeper = [value]
+        try:
+            encode_session(Session.new_from_task("probe", "intake", context={"v": deeper}))
+        except SerializationError:
+            return value, levels
+        value, levels = deeper, levels + 1
+    raise AssertionError("the codec stores lists nested 10,000 deep")
+
+
+def test_the_deepest_value_a_session_can_store_is_shown(db: Path) -> None:
+    value, levels = deepest_storable()
+    store(db, Session.new_from_task("deepest", "intake", context={"v": value}))
+
+    code, out, err = show(db, "deepest")
+
+    assert (code, err) == (0, "")
+    shown = json.loads(out)["context"]["v"]
+    for _ in range(levels - 1):
+        shown = shown[0]
+    assert shown == [1]
+
+
+# -- a bug is still one line -----------------------------------------------------------------------
+
+BUGGY_BACKEND = """
+    import flowcore
+
+    class Buggy(flowcore.InMemorySessionStorage):
+        async def list_sessions(self, *, limit=None, after=None):
+            return {}["the backend's own bug"]
+
+    @flowcore.hookimpl
+    def flowcore_register_storage(register):
+        register("buggy", lambda url, **options: Buggy())
+"""
+
+
+@pytest.fixture
+def buggy_plugin(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, str]:
+    """The environment of a flowcore that has a plugin whose backend has a bug."""
+    home = install_plugin(
+        monkeypatch,
+        tmp_path,
+        "acme-buggy",
+        entry_points={"buggy": "acme_buggy"},
+        modules={"acme_buggy": BUGGY_BACKEND},
+    )
+    path = os.pathsep.join([str(home), *filter(None, [os.environ.get("PYTHONPATH")])])
+    return {"PYTHONPATH": path, "FLOWCORE_LOAD_PLUGINS": "buggy"}
+
+
+def test_an_unexpected_exception_is_one_line_naming_it_and_what_to_do(
+    buggy_plugin: dict[str, str], tmp_path: Path
+) -> None:
+    result = flowcore("sessions", "list", "--storage", "buggy://", cwd=tmp_path, env=buggy_plugin)
+
+    assert_one_line(
+        result,
+        "flowcore: unexpected KeyError: \"the backend's own bug\"; this is a bug in flowcore "
+        "or in a plugin: please report it",
+        "FLOWCORE_TRACEBACK=1",
+    )
+
+
+def test_FLOWCORE_TRACEBACK_prints_the_traceback_for_a_report(
+    buggy_plugin: dict[str, str], tmp_path: Path
+) -> None:
+    code, out, err = flowcore(
+        "sessions",
+        "list",
+        "--storage",
+        "buggy://",
+        cwd=tmp_path,
+        env={**buggy_plugin, "FLOWCORE_TRACEBACK": "1"},
+    )
+
+    assert (code, out) == (1, "")
+    assert err.startswith("Traceback (most recent call last):")
+    assert "in list_sessions" in err
+    assert err.splitlines()[-1].startswith("flowcore: unexpected KeyError")
