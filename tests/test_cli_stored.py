@@ -188,7 +188,7 @@ def test_an_unexpected_exception_is_one_line_naming_it_and_what_to_do(
 
     assert_one_line(
         result,
-        "flowcore: unexpected KeyError: \"the backend's own bug\"; this is a bug in flowcore "
+        'flowcore: unexpected KeyError: "the backend\'s own bug"; this is a bug in flowcore '
         "or in a plugin: please report it",
         "FLOWCORE_TRACEBACK=1",
     )
