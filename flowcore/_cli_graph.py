@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from flowcore._cli_storage import CliError
@@ -24,15 +26,37 @@ def load_graph(target: str) -> Graph:
         )
     value = _attribute(_import(module_name), module_name, attribute)
     if callable(value) and not isinstance(value, (Graph, GraphBuilder)):
-        value = value()
+        value = _call(target, value)
     if isinstance(value, GraphBuilder):
-        value = value.build()
+        try:
+            value = value.build()
+        except Exception as exc:  # InvalidEdge, or whatever the user's builder raised
+            raise CliError(
+                f"building the graph of '{target}' failed: {type(exc).__name__}: {exc}"
+            ) from None
     if not isinstance(value, Graph):
         raise CliError(
             f"'{target}' is a {type(value).__name__}, not a flowcore Graph, a GraphBuilder or "
             "a function that returns one"
         )
     return value
+
+
+def _call(target: str, factory: Callable[[], object]) -> object:
+    """What ``factory()`` returns; one that needs arguments, or raises, is the user's to fix."""
+    try:
+        inspect.signature(factory).bind()
+    except TypeError as exc:  # it needs arguments: a call would fail, saying less
+        raise CliError(
+            f"'{target}' cannot be called without arguments ({exc}); name a Graph, a "
+            "GraphBuilder, or a function that needs no arguments and returns one"
+        ) from None
+    except ValueError:  # no signature to read (some builtins): calling it will tell
+        pass
+    try:
+        return factory()
+    except Exception as exc:
+        raise CliError(f"calling '{target}' failed: {type(exc).__name__}: {exc}") from None
 
 
 def _import(module_name: str) -> Any:

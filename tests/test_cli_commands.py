@@ -161,6 +161,42 @@ def test_graph_reports_a_target_it_cannot_draw_in_one_line(capsys, target, fragm
     assert_one_line_error(*run_cli(capsys, "graph", target), fragment)
 
 
+def graph_for(tenant):
+    return ROUTING
+
+
+def graph_from_settings():
+    raise KeyError("CLAIMS_DB_URL")
+
+
+def builder_with_a_dangling_edge():
+    return GraphBuilder("broken").add_task(intake).add_edge("intake", "nowhere")
+
+
+@pytest.mark.parametrize(
+    ("attribute", "fragment"),
+    [
+        (
+            "graph_for",
+            "'{target}' cannot be called without arguments (missing a required argument: "
+            "'tenant'); name a Graph, a GraphBuilder, or a function that needs no arguments",
+        ),
+        ("graph_from_settings", "calling '{target}' failed: KeyError: 'CLAIMS_DB_URL'"),
+        (
+            "builder_with_a_dangling_edge",
+            "building the graph of '{target}' failed: InvalidEdge: ",
+        ),
+    ],
+    ids=["needs-arguments", "raises", "build-fails"],
+)
+def test_graph_reports_a_factory_that_fails_in_one_line_naming_it(capsys, attribute, fragment):
+    target = f"{__name__}:{attribute}"
+
+    code, out, err = run_cli(capsys, "graph", target)
+
+    assert_one_line_error(code, out, err, fragment.format(target=target))
+
+
 # -- sessions on a storage that can list -----------------------------------------------------------
 
 
