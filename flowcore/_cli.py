@@ -3,9 +3,9 @@
     flowcore --version
     flowcore demo [ARGS...]
     flowcore plugins [--all] [--hook NAME]
-    flowcore sessions list|show|delete|cleanup --storage URL
+    flowcore sessions list|show|delete|cleanup --storage URL [--import MODULE]...
     flowcore graph MODULE:ATTR [--format mermaid|text]
-    flowcore db migrate URL
+    flowcore db migrate URL [--import MODULE]...
 
 A failure the user can fix (a bad URL, an unknown id, a database that does not answer) exits
 with status 1 and one line on stderr that says what is wrong and what to do; a bad command line
@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from flowcore import _plugins
-from flowcore._cli_graph import graph_as_text, load_graph
+from flowcore._cli_graph import graph_as_text, import_user_module, load_graph
 from flowcore._cli_storage import (
     STORAGE_ENV,
     CliError,
@@ -137,6 +137,7 @@ def _parser() -> _Parser:
         "(e.g. flowcore-sql's sqlite:// and postgresql://).",
     )
     migrate.add_argument("url", metavar="URL", help="e.g. sqlite:///sessions.db")
+    _import_option(migrate)
     return parser
 
 
@@ -151,6 +152,7 @@ def _add_sessions(commands: argparse._SubParsersAction[_Parser]) -> None:
             default=os.environ.get(STORAGE_ENV) or None,
             help=f"where the sessions are, e.g. sqlite:///sessions.db (default: ${STORAGE_ENV})",
         )
+        _import_option(command)
 
     listing = actions.add_parser(
         "list", help="print the ids of the stored sessions, one a line, sorted"
@@ -176,6 +178,18 @@ def _add_sessions(commands: argparse._SubParsersAction[_Parser]) -> None:
     storage_option(cleanup)
     cleanup.add_argument(
         "--batch", type=_count, default=1000, metavar="N", help="rows per transaction (1000)"
+    )
+
+
+def _import_option(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import MODULE first (repeatable): the application's module that registers its "
+        "codec types (flowcore.codec.register_type) or plugins (flowcore.register_plugin)",
     )
 
 
@@ -247,6 +261,8 @@ def _storage_url(parser: _Parser, url: str | None) -> str:
 
 
 def _run(parser: _Parser, args: argparse.Namespace) -> int:
+    for module_name in getattr(args, "imports", ()):
+        import_user_module(module_name)
     if args.command == "plugins":
         return _plugins_command(parser, args.all, args.hook)
     if args.command == "graph":

@@ -1,4 +1,5 @@
-"""``flowcore graph MODULE:ATTR``: find a graph in the user's code and draw it as text."""
+"""``flowcore graph MODULE:ATTR``: find a graph in the user's code and draw it as text; and
+the user's modules that ``--import`` names."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Any
 from flowcore._cli_storage import CliError
 from flowcore._graph import Graph, GraphBuilder
 
-__all__ = ["graph_as_text", "load_graph"]
+__all__ = ["graph_as_text", "import_user_module", "load_graph"]
 
 
 def load_graph(target: str) -> Graph:
@@ -24,7 +25,7 @@ def load_graph(target: str) -> Graph:
             f"'{target}' is not MODULE:ATTR; name a module and a graph in it, e.g. "
             "examples.claim_demo:build_graph"
         )
-    value = _attribute(_import(module_name), module_name, attribute)
+    value = _attribute(import_user_module(module_name), module_name, attribute)
     if callable(value) and not isinstance(value, (Graph, GraphBuilder)):
         value = _call(target, value)
     if isinstance(value, GraphBuilder):
@@ -59,8 +60,9 @@ def _call(target: str, factory: Callable[[], object]) -> object:
         raise CliError(f"calling '{target}' failed: {type(exc).__name__}: {exc}") from None
 
 
-def _import(module_name: str) -> Any:
-    # As `python -m` does: the user's own modules, in the current directory, can be found.
+def import_user_module(module_name: str) -> Any:
+    """Import one of the user's modules, as ``python -m`` would find it (the current directory
+    is on the import path); a module that cannot be imported is a CliError."""
     if os.getcwd() not in sys.path and "" not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:

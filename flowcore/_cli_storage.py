@@ -84,7 +84,16 @@ async def list_command(url: str, *, limit: int | None, after: str | None, as_jso
 
 async def show_command(url: str, session_id: str) -> int:
     async with _storage(url) as storage:
-        session = await storage.get(session_id)
+        try:
+            session = await storage.get(session_id)
+        except StorageError as exc:
+            # The codec's message for a type this process has not registered: say how to.
+            if "is not registered" not in str(exc):
+                raise
+            raise CliError(
+                f"StorageError: {exc}; to have flowcore sessions show register it, name the "
+                "module of your application that does: --import MODULE"
+            ) from None
     if session is None:
         raise _not_found(url, session_id)
     print(json.dumps(session_as_json(session), indent=2, ensure_ascii=False))

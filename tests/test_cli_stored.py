@@ -8,12 +8,15 @@ it never prints a traceback.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import os
 import sqlite3
 import subprocess
 import sys
+import textwrap
 from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +24,7 @@ import msgpack
 import pytest
 
 from flowcore import SerializationError, Session, open_storage
-from flowcore.codec import encode_session
+from flowcore.codec import encode_session, unregister_type
 
 from .helpers import install_plugin
 
@@ -210,3 +213,95 @@ def test_FLOWCORE_TRACEBACK_prints_the_traceback_for_a_report(
     assert err.startswith("Traceback (most recent call last):")
     assert "in list_sessions" in err
     assert err.splitlines()[-1].startswith("flowcore: unexpected KeyError")
+
+
+# -- types the application registers: --import -----------------------------------------------------
+
+CLAIM_TYPES = """
+    from dataclasses import dataclass
+    from decimal import Decimal
+
+    from flowcore.codec import register_type
+
+
+    @dataclass
+    class Money:
+        amount: Decimal
+        currency: str
+
+
+    register_type(Money, name="claims.Money")
+"""
+
+
+@pytest.fixture
+def app(db: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An application module, claim_types, that registers a type; a session holds one."""
+    (db.parent / "claim_types.py").write_text(textwrap.dedent(CLAIM_TYPES))
+    monkeypatch.syspath_prepend(str(db.parent))
+    monkeypatch.delitem(sys.modules, "claim_types", raising=False)
+    claim_types = importlib.import_module("claim_types")
+    try:
+        money = claim_types.Money(Decimal("1200.50"), "EUR")
+        store(db, Session.new_from_task("claim-7", "intake", context={"paid": money}))
+    finally:
+        unregister_type(claim_types.Money)  # only the command, with --import, knows it
+    return db.parent
+
+
+def test_import_registers_the_applications_types_before_the_session_is_decoded(
+    app: Path, db: Path
+) -> None:
+    code, out, err = flowcore(
+        "sessions",
+        "show",
+        "claim-7",
+        "--storage",
+        f"sqlite:///{db}",
+        "--import",
+        "claim_types",
+        cwd=app,
+    )
+
+    assert (code, err) == (0, "")
+    assert json.loads(out)["context"] == {"paid": {"amount": "1200.50", "currency": "EUR"}}
+
+
+def test_without_import_the_unregistered_type_is_one_line_saying_to_import_it(
+    app: Path, db: Path
+) -> None:
+    assert_one_line(
+        show(db, "claim-7"),
+        "Session 'claim-7' could not be decoded: the type 'claims.Money' is not registered",
+        "--import MODULE",
+    )
+
+
+@pytest.mark.parametrize(
+    ("module", "source", "fragment"),
+    [
+        ("no_such_module", None, "no module named 'no_such_module'"),
+        ("broken_types", "raise RuntimeError('no settings')\n", "RuntimeError: no settings"),
+        ("bad_syntax", "def (:\n", "importing 'bad_syntax' failed: SyntaxError"),
+    ],
+    ids=["missing", "raises", "syntax-error"],
+)
+def test_a_module_that_cannot_be_imported_is_one_line(
+    app: Path, db: Path, module: str, source: str | None, fragment: str
+) -> None:
+    if source is not None:
+        (app / f"{module}.py").write_text(source)
+
+    result = flowcore(
+        "sessions",
+        "list",
+        "--storage",
+        f"sqlite:///{db}",
+        "--import",
+        "claim_types",
+        "--import",
+        module,
+        cwd=app,
+    )
+
+    assert_one_line(result, fragment)
