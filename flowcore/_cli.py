@@ -5,7 +5,7 @@
     flowcore plugins [--all] [--hook NAME]
     flowcore sessions list|show|delete|cleanup --storage URL [--import MODULE]...
     flowcore graph MODULE:ATTR [--format mermaid|text]
-    flowcore db migrate URL [--import MODULE]...
+    flowcore db migrate [URL] [--import MODULE]...
 
 A failure the user can fix (a bad URL, an unknown id, a database that does not answer) exits
 with status 1 and one line on stderr that says what is wrong and what to do; a bad command line
@@ -136,7 +136,13 @@ def _parser() -> _Parser:
         description="Create or upgrade the tables of a storage backend that has migrations "
         "(e.g. flowcore-sql's sqlite:// and postgresql://).",
     )
-    migrate.add_argument("url", metavar="URL", help="e.g. sqlite:///sessions.db")
+    migrate.add_argument(
+        "url",
+        metavar="URL",
+        nargs="?",
+        default=os.environ.get(STORAGE_ENV) or None,
+        help=f"e.g. sqlite:///sessions.db (default: ${STORAGE_ENV})",
+    )
     _import_option(migrate)
     return parser
 
@@ -270,6 +276,8 @@ def _run(parser: _Parser, args: argparse.Namespace) -> int:
         print(graph.to_mermaid() if args.format == "mermaid" else graph_as_text(graph), end="")
         return 0
     if args.command == "db":
+        if not args.url:
+            parser.error(f"db migrate: URL is required (or set {STORAGE_ENV})")
         return asyncio.run(migrate_command(args.url))
     url = _storage_url(parser, args.storage)
     if args.sessions_command == "list":

@@ -325,6 +325,28 @@ def test_db_migrate_creates_the_tables_then_finds_nothing_to_do(capsys, sqlite_u
     assert run_cli(capsys, "db", "migrate", sqlite_url) == (0, f"{sqlite_url} is up to date\n", "")
 
 
+def test_db_migrate_takes_the_url_from_FLOWCORE_STORAGE_too(capsys, sqlite_url, monkeypatch):
+    monkeypatch.setenv("FLOWCORE_STORAGE", sqlite_url)
+
+    code, out, _ = run_cli(capsys, "db", "migrate")
+
+    assert code == 0
+    assert out.startswith("applied migration")
+    assert out.endswith(f" to {sqlite_url}\n")
+    assert run_cli(capsys, "sessions", "list") == (0, "", "")  # the same database
+
+
+def test_db_migrate_without_a_url_is_refused(capsys, monkeypatch):
+    monkeypatch.delenv("FLOWCORE_STORAGE", raising=False)
+
+    with pytest.raises(SystemExit) as exited:
+        main(["db", "migrate"])
+
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err == "flowcore: error: db migrate: URL is required (or set FLOWCORE_STORAGE)\n"
+
+
 def test_sessions_show_decodes_the_context_and_chat_history_to_json(capsys, sqlite_url):
     ctx = Context(
         {"amount": Decimal("1200.50"), "filed": date(2024, 5, 1), "tags": {"car", "rear"}}
