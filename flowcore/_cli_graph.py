@@ -11,9 +11,11 @@ from collections.abc import Callable
 from typing import Any
 
 from flowcore._cli_storage import CliError
+from flowcore._fanout import FanOutTask
 from flowcore._graph import Graph, GraphBuilder
+from flowcore._task import Task
 
-__all__ = ["graph_as_text", "import_user_module", "load_graph"]
+__all__ = ["graph_as_mermaid", "graph_as_text", "import_user_module", "load_graph"]
 
 
 def load_graph(target: str) -> Graph:
@@ -89,7 +91,8 @@ def _attribute(module: Any, module_name: str, attribute: str) -> Any:
 
 
 def graph_as_text(graph: Graph) -> str:
-    """The tasks of ``graph`` in the order added, each with its outgoing edges in order."""
+    """The tasks of ``graph`` in the order added, each with its outgoing edges in order (and a
+    fan-out with the children it runs)."""
     task_ids = graph.task_ids
     count = f"{len(task_ids)} task{'' if len(task_ids) == 1 else 's'}"
     lines = [f"graph {graph.id} ({count}, start: {graph.start_task_id})"]
@@ -101,9 +104,73 @@ def graph_as_text(graph: Graph) -> str:
             condition = "  if " + label[5:] if label.startswith("yes: ") else "  otherwise"
         edges.setdefault(source, []).append(f"-> {target}{condition}{missing}")
     for task_id in [*task_ids, *(s for s in edges if s not in task_ids)]:
-        marks = " (start)" if task_id == graph.start_task_id else ""
-        if task_id not in task_ids:
-            marks = " (missing task)"
-        lines.append(f"  {task_id}{marks}")
+        task = graph.get_task(task_id)
+        marks = ["start"] if task_id == graph.start_task_id else []
+        if task is None:
+            marks = ["missing task"]
+        lines.append(f"  {task_id}{_marks(task, marks)}")
+        lines.extend(_children_as_text(task, "      "))
         lines.extend(f"      {edge}" for edge in edges.get(task_id, ["(no outgoing edge)"]))
     return "\n".join(lines) + "\n"
+
+
+def _marks(task: Task | None, marks: list[str]) -> str:
+    if isinstance(task, FanOutTask):
+        marks = [*marks, "fan-out"]
+    return f" ({', '.join(marks)})" if marks else ""
+
+
+def _children_as_text(task: Task | None, indent: str) -> list[str]:
+    """``runs <child>`` for each child of a fan-out, a fan-out child's own below it."""
+    lines = []
+    for child in _children(task):
+        lines.append(f"{indent}runs {child.id}{_marks(child, [])}")
+        lines.extend(_children_as_text(child, indent + "    "))
+    return lines
+
+
+def _children(task: Task | None) -> tuple[Task, ...]:
+    return task.children if isinstance(task, FanOutTask) else ()
+
+
+def graph_as_mermaid(graph: Graph) -> str:
+    """``graph.to_mermaid()``'s flowchart, with the children of each fan-out drawn as well:
+    subroutine shapes hanging off it by dotted arrows."""
+    node_ids: dict[str, str] = {}
+    lines = ["flowchart TD"]
+    links: list[str] = []
+
+    def node(task_id: str) -> str:
+        return node_ids.setdefault(task_id, f"t{len(node_ids)}")
+
+    def children(parent: str, task: Task | None) -> None:
+        for i, child in enumerate(_children(task)):
+            name = f"{parent}_{i}"
+            lines.append(f'    {name}[["{_mermaid_text(child.id)}"]]')
+            links.append(f"    {parent} -.-> {name}")
+            children(name, child)
+
+    for task_id in [*graph.task_ids, *(edge[1] for edge in graph.edges())]:
+        if task_id in node_ids:
+            continue
+        name = node(task_id)
+        label = _mermaid_text(task_id)
+        task = graph.get_task(task_id)
+        if task_id == graph.start_task_id:
+            lines.append(f'    {name}(["{label}"])')
+        elif task is None:
+            lines.append(f'    {name}["{label} (missing)"]')
+        else:
+            lines.append(f'    {name}["{label}"]')
+        children(name, task)
+    for source, target, label in graph.edges():
+        arrow = "-->" if label is None else f'-->|"{_mermaid_text(label)}"|'
+        lines.append(f"    {node(source)} {arrow} {node(target)}")
+    return "\n".join([*lines, *links]) + "\n"
+
+
+def _mermaid_text(text: str) -> str:
+    """Text inside a Mermaid label, as ``Graph.to_mermaid`` escapes it."""
+    return (
+        text.replace("&", "#amp;").replace('"', "#quot;").replace("<", "#lt;").replace(">", "#gt;")
+    )

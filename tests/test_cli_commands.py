@@ -24,6 +24,8 @@ import flowcore
 from examples.claim_demo import build_graph
 from flowcore import (
     Context,
+    FanOutTask,
+    Graph,
     GraphBuilder,
     InMemorySessionStorage,
     NextAction,
@@ -37,6 +39,8 @@ from flowcore import (
     task,
 )
 from flowcore._cli import main
+
+from .helpers import Step
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -126,10 +130,114 @@ def test_demo_says_where_to_find_it_when_flowcore_is_installed_without_its_sourc
 
 
 def test_graph_prints_the_mermaid_chart_of_a_graph_factory(capsys):
+    code, out, _ = run_cli(capsys, "graph", f"{__name__}:routing_graph")
+
+    assert code == 0
+    assert out == routing_graph().to_mermaid()
+
+
+def routing_graph():
+    return ROUTING.build()
+
+
+def graph_with_odd_ids():
+    graph = Graph("odd")
+    graph.add_task(Step('say "hi" <now> & go'))
+    graph.add_edge('say "hi" <now> & go', "gone")
+    graph.add_edge("ghost", 'say "hi" <now> & go')
+    return graph
+
+
+@pytest.mark.parametrize("factory", [routing_graph, graph_with_odd_ids])
+def test_without_fan_outs_the_chart_is_the_graphs_to_mermaid(capsys, factory):
+    assert run_cli(capsys, "graph", f"{__name__}:{factory.__name__}") == (
+        0,
+        factory().to_mermaid(),
+        "",
+    )
+
+
+@task("fraud_check")
+async def fraud_check(ctx):
+    return TaskResult("passed")
+
+
+@task("coverage_check")
+async def coverage_check(ctx):
+    return TaskResult("passed")
+
+
+@task("policy_lookup")
+def policy_lookup(ctx):
+    return TaskResult("found")
+
+
+CHECKS = (
+    GraphBuilder("checks")
+    .add_task(
+        FanOutTask(
+            "checks",
+            [
+                fraud_check,
+                FanOutTask("coverage", [coverage_check, policy_lookup], prefix="coverage"),
+            ],
+        )
+    )
+    .add_task(fast_track)
+    .add_edge("checks", "fast_track")
+)
+
+
+def test_graph_as_text_lists_the_children_of_each_fan_out(capsys):
+    code, out, _ = run_cli(capsys, "graph", f"{__name__}:CHECKS", "--format", "text")
+
+    assert code == 0
+    assert out == (
+        "graph checks (2 tasks, start: checks)\n"
+        "  checks (start, fan-out)\n"
+        "      runs fraud_check\n"
+        "      runs coverage (fan-out)\n"
+        "          runs coverage_check\n"
+        "          runs policy_lookup\n"
+        "      -> fast_track\n"
+        "  fast_track\n"
+        "      (no outgoing edge)\n"
+    )
+
+
+def test_the_mermaid_chart_draws_the_children_of_each_fan_out(capsys):
+    code, out, _ = run_cli(capsys, "graph", f"{__name__}:CHECKS")
+
+    assert code == 0
+    assert out == (
+        "flowchart TD\n"
+        '    t0(["checks"])\n'
+        '    t0_0[["fraud_check"]]\n'
+        '    t0_1[["coverage"]]\n'
+        '    t0_1_0[["coverage_check"]]\n'
+        '    t0_1_1[["policy_lookup"]]\n'
+        '    t1["fast_track"]\n'
+        "    t0 --> t1\n"
+        "    t0 -.-> t0_0\n"
+        "    t0 -.-> t0_1\n"
+        "    t0_1 -.-> t0_1_0\n"
+        "    t0_1 -.-> t0_1_1\n"
+    )
+
+
+def test_the_claim_demo_chart_shows_its_checks_running_together(capsys):
     code, out, _ = run_cli(capsys, "graph", "examples.claim_demo:build_graph")
 
     assert code == 0
-    assert out == build_graph().to_mermaid()
+    chart = build_graph().to_mermaid().splitlines()
+    assert out.splitlines() == [
+        *chart[: chart.index('    t4["checks"]') + 1],
+        '    t4_0[["fraud_check"]]',
+        '    t4_1[["coverage_check"]]',
+        *chart[chart.index('    t4["checks"]') + 1 :],
+        "    t4 -.-> t4_0",
+        "    t4 -.-> t4_1",
+    ]
 
 
 def test_graph_as_text_lists_each_task_and_its_edges_with_their_conditions(capsys):
