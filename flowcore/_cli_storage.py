@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from urllib.parse import urlsplit
 
-from flowcore._errors import StorageError
+from flowcore._errors import StorageError, quote_id
 from flowcore._json_view import session_as_json
 from flowcore._open import hide_password, open_storage
 from flowcore._storage import SessionStorage
@@ -114,14 +114,14 @@ async def delete_command(url: str, session_ids: Sequence[str]) -> int:
                 missing.append(session_id)
                 continue
             await storage.delete(session_id)
-            print(f"deleted {session_id}")
+            print(f"deleted {quote_id(session_id)}")
     if missing:
         raise _not_found(url, *missing)
     return 0
 
 
 def _not_found(url: str, *session_ids: str) -> CliError:
-    names = ", ".join(f"'{i}'" for i in session_ids)
+    names = ", ".join(quote_id(i) for i in session_ids)
     plural = "s" if len(session_ids) > 1 else ""
     return CliError(
         f"no session{plural} {names} in {shown(url)}; list the stored ids with: "

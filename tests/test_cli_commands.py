@@ -362,6 +362,21 @@ def test_without_a_storage_url_the_command_line_is_refused(capsys, monkeypatch):
     assert "--storage URL is required (or set FLOWCORE_STORAGE)" in capsys.readouterr().err
 
 
+def test_session_ids_in_messages_are_quoted_short_and_on_one_line(capsys, shared):
+    shared.add(Session.new_from_task("line\nbreak", "intake"))
+    long_id = "x" * 10_000
+
+    assert run_cli(capsys, "sessions", "delete", "line\nbreak", "--storage", "shared://") == (
+        0,
+        "deleted 'line\\nbreak'\n",
+        "",
+    )
+    assert_one_line_error(
+        *run_cli(capsys, "sessions", "show", long_id, "--storage", "shared://"),
+        f"no session '{'x' * 100}…' (10,000 characters) in shared://",
+    )
+
+
 class Unlisted(SessionStorage):
     """A backend that implements the contract and nothing optional."""
 
@@ -533,13 +548,13 @@ def test_sessions_delete_removes_the_sessions_and_reports_unknown_ids(capsys, sq
 
     assert run_cli(capsys, "sessions", "delete", "a", "b", "--storage", sqlite_url) == (
         0,
-        "deleted a\ndeleted b\n",
+        "deleted 'a'\ndeleted 'b'\n",
         "",
     )
     assert stored_ids(sqlite_url, "a", "b", "c") == ["c"]
 
     code, out, err = run_cli(capsys, "sessions", "delete", "c", "zzz", "--storage", sqlite_url)
-    assert out == "deleted c\n"
+    assert out == "deleted 'c'\n"
     assert_one_line_error(code, "", err, "no session 'zzz' in ")
 
 
