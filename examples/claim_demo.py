@@ -31,6 +31,8 @@ import argparse
 import asyncio
 import os
 import re
+import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -706,23 +708,69 @@ async def play_interactively(runner: FlowRunner, session_id: str, storage_url: s
 
 def how_to_continue(storage_url: str, session_id: str, *flags: str) -> str:
     """The command that takes the next step of a stored claim, in another process."""
-    if is_memory(storage_url):
+    if not persists(storage_url):
         return (
-            "memory:// storage forgets it when the demo exits; with the default storage, "
-            "SQLite, you could continue it later with --session."
+            f"{storage_url} forgets it when the demo exits; with the default storage, a SQLite "
+            "file, you could continue it later with --session."
         )
-    command = ["python examples/claim_demo.py", *flags]
+    where = "in this directory" if is_relative_file(storage_url) else "anywhere"
+    command = resume_command(storage_url, session_id, *flags)
+    return f"Continue it later, from any process started {where}, with: {command}"
+
+
+DEMO_COMMAND_ENV = "FLOWCORE_DEMO_COMMAND"
+"""Set by ``flowcore demo``: the command that started the demo, as the user can type it again."""
+
+
+def demo_command() -> str:
+    """The command that runs this demo again, typed in the current directory: ``flowcore demo``
+    when that is how it started, else this Python and this script."""
+    return os.environ.get(DEMO_COMMAND_ENV) or " ".join(
+        [shell_path(sys.executable, command=True), shell_path(__file__)]
+    )
+
+
+def how_to_play() -> str:
+    """The command that starts an interactive claim, from the current directory."""
+    command = f"{demo_command()} --interactive"
+    in_checkout = os.path.isfile("Makefile") and os.path.isfile(CHECKOUT_DEMO)
+    if in_checkout and os.path.samefile(CHECKOUT_DEMO, __file__):
+        return f"make demo-interactive (or: {command})"  # the Makefile knows the environment
+    return command
+
+
+CHECKOUT_DEMO = os.path.join("examples", "claim_demo.py")
+
+
+def resume_command(storage_url: str, session_id: str, *flags: str) -> str:
+    """The command that continues ``session_id`` from the current directory."""
+    command = [demo_command(), *flags]
     if storage_url != DEFAULT_STORAGE:
-        command.append(f"--storage {storage_url}")
-    command.append(f"--session {session_id}")
-    return f"Continue it later, from any process, with: {' '.join(command)}"
+        command += ["--storage", shlex.quote(storage_url)]
+    return " ".join([*command, "--session", shlex.quote(session_id)])
+
+
+def shell_path(path: str, *, command: bool = False) -> str:
+    """``path`` as the user would type it here: relative below the current directory, else
+    absolute. A command that is the one on PATH under its name is just its name."""
+    path = os.path.abspath(path)
+    name = os.path.basename(path)
+    on_path = shutil.which(name)
+    if command and on_path is not None and os.path.abspath(on_path) == path:
+        return name
+    try:
+        relative = os.path.relpath(path)
+    except ValueError:  # another drive
+        relative = os.pardir
+    if not relative.startswith(os.pardir):
+        path = relative if os.sep in relative or not command else os.path.join(os.curdir, relative)
+    return shlex.quote(path)
 
 
 def make_room_for(storage_url: str) -> None:
     """Create the directory of a SQLite file (such as .flowcore/), so the file can be made."""
-    parts = urlsplit(storage_url)
-    path = parts.path[1:]  # sqlite:///relative.db and sqlite:////absolute.db
-    if parts.scheme.split("+")[0] == "sqlite" and path not in ("", ":memory:"):
+    path = sqlite_file(storage_url)
+    if path is not None:
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
 
 
@@ -743,7 +791,9 @@ async def amain(args: argparse.Namespace) -> int:
         return 2
     session_id = args.session or f"claim-{uuid.uuid4().hex[:8]}"
     # The default show: half the claim here, the rest in a new process, through storage.
-    hand_off = not (args.interactive or args.session or args.stop_after or is_memory(args.storage))
+    hand_off = not (
+        args.interactive or args.session or args.stop_after or not persists(args.storage)
+    )
     async with storage:
         runner = FlowRunner(graph, storage)
         if not args.continued:
@@ -757,7 +807,7 @@ async def amain(args: argparse.Namespace) -> int:
             runner, SCRIPTED_ANSWERS, session_id=session_id, stop_after=stop_after
         )
     if transcript.completed:
-        print("\nNow play it yourself: make demo-interactive (or: flowcore demo --interactive)")
+        print(f"\nNow play it yourself: {how_to_play()}")
     elif hand_off:
         return continue_in_new_process(args.storage, session_id)
     else:
@@ -765,8 +815,25 @@ async def amain(args: argparse.Namespace) -> int:
     return 0
 
 
-def is_memory(storage_url: str) -> bool:
-    return urlsplit(storage_url).scheme == "memory"
+def sqlite_file(storage_url: str) -> str | None:
+    """The file of a ``sqlite:///path`` URL; None for another scheme or an in-memory database."""
+    parts = urlsplit(storage_url)
+    path = parts.path[1:]  # sqlite:///relative.db and sqlite:////absolute.db
+    if parts.scheme.split("+")[0] != "sqlite" or path in ("", ":memory:"):
+        return None
+    return path
+
+
+def persists(storage_url: str) -> bool:
+    """Whether a claim stored there outlives the demo's process (memory:// and an in-memory
+    SQLite database do not)."""
+    scheme = urlsplit(storage_url).scheme.split("+")[0]
+    return scheme != "memory" and (scheme != "sqlite" or sqlite_file(storage_url) is not None)
+
+
+def is_relative_file(storage_url: str) -> bool:
+    path = sqlite_file(storage_url)
+    return path is not None and not os.path.isabs(path)
 
 
 def continue_in_new_process(storage_url: str, session_id: str) -> int:
@@ -776,7 +843,7 @@ def continue_in_new_process(storage_url: str, session_id: str) -> int:
         command += ["--storage", storage_url]
     print(
         "\n-- This process stops here, and forgets the claim. A new one takes it up from "
-        "storage:\n-- " + " ".join(["python examples/claim_demo.py", *command[2:]])
+        f"storage:\n-- {resume_command(storage_url, session_id)}"
     )
     sys.stdout.flush()
     return subprocess.run([*command, "--continued"], check=False).returncode

@@ -20,6 +20,8 @@ import asyncio
 import json
 import os
 import platform
+import shlex
+import shutil
 import subprocess
 import sys
 import traceback
@@ -256,8 +258,40 @@ def _demo_command(args: list[str]) -> int:
             "`flowcore demo` from its root"
         )
     # A process of its own, as `python examples/claim_demo.py` would be: the demo starts a
-    # second process itself, to show a claim outliving the first one.
-    return subprocess.run([sys.executable, str(demo), *args], check=False).returncode
+    # second process itself, to show a claim outliving the first one. It tells how to continue
+    # a claim with the command the user typed, which works where they are.
+    env = {**os.environ, DEMO_COMMAND_ENV: f"{own_command()} demo"}
+    return subprocess.run([sys.executable, str(demo), *args], check=False, env=env).returncode
+
+
+DEMO_COMMAND_ENV = "FLOWCORE_DEMO_COMMAND"
+"""How the demo (examples/claim_demo.py) learns the command that started it."""
+
+
+def own_command() -> str:
+    """This command as the user can type it again in the current directory: ``flowcore`` when
+    that name finds it on PATH, else its path; ``PYTHON -m flowcore`` when run as a module."""
+    started = os.path.abspath(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    if os.path.splitext(os.path.basename(started))[0] != "flowcore":
+        return f"{_typed_command(sys.executable)} -m flowcore"  # or main() called from code
+    return _typed_command(started)
+
+
+def _typed_command(path: str) -> str:
+    """The program at ``path`` as typed here: its name if PATH finds it under that name, else
+    its path, relative below the current directory, else absolute; quoted for a shell."""
+    path = os.path.abspath(path)
+    name = os.path.basename(path)
+    found = shutil.which(name)
+    if found is not None and os.path.abspath(found) == path:
+        return name
+    try:
+        relative = os.path.relpath(path)
+    except ValueError:  # on another drive
+        relative = os.pardir
+    if not relative.startswith(os.pardir):
+        path = relative if os.sep in relative else os.path.join(os.curdir, relative)
+    return shlex.quote(path)
 
 
 def _storage_url(parser: _Parser, url: str | None) -> str:

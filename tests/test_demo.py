@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
+import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
 
@@ -34,18 +37,30 @@ def runner() -> FlowRunner:
     return FlowRunner(build_graph(), open_storage("memory://"))
 
 
-def run_demo(*args: str, cwd: Path, stdin: str = "") -> subprocess.CompletedProcess[str]:
+def run_demo(
+    *args: str, cwd: Path, stdin: str = "", command: Sequence[str] = (sys.executable, str(DEMO))
+) -> subprocess.CompletedProcess[str]:
     """Run the demo in a process of its own, in ``cwd`` (where it keeps .flowcore/demo.db)."""
+    return run([*command, *args], cwd=cwd, stdin=stdin)
+
+
+def run(
+    command: Sequence[str], *, cwd: Path, stdin: str = "", path: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``command`` as a shell would, with flowcore-sql loaded (``path``: PATH)."""
     # The checkout comes first, so the demo runs this flowcore whether or not it is installed.
-    path = [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+    python_path = [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
     env = {
         **os.environ,
-        "PYTHONPATH": os.pathsep.join(path),
+        "PYTHONPATH": os.pathsep.join(python_path),
         "PYTHONIOENCODING": "utf-8",
         "FLOWCORE_LOAD_PLUGINS": "sql",  # flowcore-sql, for the default storage
     }
+    env.pop("FLOWCORE_DEMO_COMMAND", None)
+    if path is not None:
+        env["PATH"] = path
     return subprocess.run(
-        [sys.executable, str(DEMO), *args],
+        list(command),
         input=stdin,
         capture_output=True,
         text=True,
@@ -54,6 +69,15 @@ def run_demo(*args: str, cwd: Path, stdin: str = "") -> subprocess.CompletedProc
         cwd=cwd,
         env=env,
     )
+
+
+def resume_command(output: str) -> str:
+    """The command the demo printed to continue its claim."""
+    found = re.search(
+        r"^Continue it later, from any process started (?:.*?), with: (.*)$", output, re.M
+    )
+    assert found is not None, output
+    return found.group(1)
 
 
 async def test_scripted_claim_goes_back_then_to_human_review(runner: FlowRunner) -> None:
@@ -186,9 +210,10 @@ def test_a_claim_stopped_half_way_resumes_where_it_was(tmp_path: Path) -> None:
 
     assert first.returncode == 0, first.stderr
     assert "Stopped after 4 steps; session 'claim-1' waits at task 'gather_details'" in first.stdout
-    assert "python examples/claim_demo.py --session claim-1" in first.stdout
+    command = resume_command(first.stdout)
+    assert command.endswith(f"{DEMO} --session claim-1")  # from here, the script's path
 
-    second = run_demo("--session", "claim-1", cwd=tmp_path)
+    second = run(shlex.split(command), cwd=tmp_path)
 
     assert second.returncode == 0, second.stderr
     assert "Continuing session 'claim-1' at task 'gather_details'" in second.stdout
@@ -207,13 +232,71 @@ def test_an_interactive_claim_continues_in_another_process(tmp_path: Path) -> No
         "--interactive", "--session", "mine", stdin="My suitcase never arrived.\n", cwd=tmp_path
     )
     assert "Stopped after 3 steps; session 'mine' waits at task 'gather_details'" in first.stdout
-    assert "--interactive --session mine" in first.stdout
+    command = resume_command(first.stdout)
+    assert command.endswith("--interactive --session mine")
 
-    second = run_demo("--interactive", "--session", "mine", stdin="320\nconfirm\n", cwd=tmp_path)
+    second = run(shlex.split(command), stdin="320\nconfirm\n", cwd=tmp_path)
 
     assert second.returncode == 0, second.stderr
     assert "Continuing session 'mine' at task 'gather_details'" in second.stdout
     assert "Summary: Your travel claim for $320.00 was approved automatically" in second.stdout
+
+
+BIN = Path(sys.executable).parent
+"""Where the flowcore command is installed, beside the Python running the tests."""
+
+
+def flowcore_command() -> str:
+    found = shutil.which("flowcore", path=str(BIN))
+    assert found is not None, f"the flowcore command is not installed in {BIN}"
+    return found
+
+
+def path_without(directory: Path) -> str:
+    entries = os.environ.get("PATH", "").split(os.pathsep)
+    return os.pathsep.join(e for e in entries if e and Path(e).resolve() != directory.resolve())
+
+
+@pytest.mark.parametrize("on_path", [True, False], ids=["on-PATH", "by-path"])
+def test_flowcore_demo_outside_the_checkout_prints_a_command_that_continues_the_claim(
+    tmp_path: Path, on_path: bool
+) -> None:
+    path = os.pathsep.join([str(BIN), path_without(BIN)]) if on_path else path_without(BIN)
+    started = [flowcore_command(), "demo", "--session", "claim-1", "--stop-after", "4"]
+
+    first = run(started, cwd=tmp_path, path=path)
+
+    assert first.returncode == 0, first.stderr
+    command = resume_command(first.stdout)
+    typed = "flowcore" if on_path else shlex.quote(flowcore_command())
+    assert command == f"{typed} demo --session claim-1"
+    second = run(shlex.split(command), cwd=tmp_path, path=path)
+    assert second.returncode == 0, second.stderr
+    assert "Continuing session 'claim-1' at task 'gather_details'" in second.stdout
+    assert "Completed in 13 steps." in second.stdout
+    assert f"Now play it yourself: {typed} demo --interactive" in second.stdout
+
+
+def test_python_m_flowcore_demo_prints_python_m_flowcore_to_continue(tmp_path: Path) -> None:
+    started = [sys.executable, "-m", "flowcore", "demo", "--session", "c-2", "--stop-after", "2"]
+
+    first = run(started, cwd=tmp_path, path=path_without(BIN))
+
+    command = resume_command(first.stdout)
+    assert command == f"{shlex.quote(sys.executable)} -m flowcore demo --session c-2"
+    assert "Completed in 13 steps." in run(shlex.split(command), cwd=tmp_path).stdout
+
+
+@pytest.mark.parametrize("storage", ["memory://", "sqlite:///:memory:"])
+def test_a_storage_that_forgets_is_said_to_and_no_command_is_printed(
+    tmp_path: Path, storage: str
+) -> None:
+    done = run_demo("--storage", storage, "--stop-after", "4", cwd=tmp_path)
+
+    assert done.returncode == 0, done.stderr
+    assert f"{storage} forgets it when the demo exits" in done.stdout
+    assert "Continue it later" not in done.stdout
+    assert "This process stops here" not in done.stdout
 
 
 def test_with_memory_storage_the_claim_stays_in_one_process(tmp_path: Path) -> None:
