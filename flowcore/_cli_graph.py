@@ -163,8 +163,8 @@ def graph_as_mermaid(graph: Graph) -> str:
         else:
             lines.append(f'    {name}["{label}"]')
         children(name, task)
-    for source, target, label in graph.edges():
-        arrow = "-->" if label is None else f'-->|"{_mermaid_text(label)}"|'
+    for source, target, condition in graph.edges():
+        arrow = "-->" if condition is None else f'-->|"{_mermaid_text(condition)}"|'
         lines.append(f"    {node(source)} {arrow} {node(target)}")
     return "\n".join([*lines, *links]) + "\n"
 
