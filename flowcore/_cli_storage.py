@@ -6,7 +6,7 @@ import json
 import os
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from flowcore._errors import StorageError, quote_id
 from flowcore._json_view import session_as_json
@@ -35,11 +35,14 @@ shown = hide_password  # a URL as the command prints it: with any password hidde
 
 
 def _sqlite_file(url: str) -> str | None:
-    """The file of a ``sqlite:///path`` URL (None for another scheme or an in-memory one)."""
-    parts = urlsplit(url)
-    if parts.scheme.split("+", 1)[0].lower() != "sqlite" or parts.netloc:
-        return None
-    path = parts.path[1:]  # sqlite:///relative.db and sqlite:////absolute.db
+    """The file of a ``sqlite:///path`` URL (None for another scheme or an in-memory one).
+
+    Read as flowcore-sql reads it (through SQLAlchemy): the path ends at the query (``?mode=ro``),
+    is percent-decoded, and may hold a ``#``."""
+    scheme, separator, rest = url.partition("://")
+    if not separator or scheme.split("+", 1)[0].lower() != "sqlite" or not rest.startswith("/"):
+        return None  # another scheme, or a host or no path at all, which the backend reports
+    path = unquote(rest[1:].partition("?")[0])  # sqlite:///relative.db, sqlite:////absolute.db
     return None if path in ("", ":memory:") else path
 
 
@@ -47,9 +50,11 @@ def _check_sqlite_file(url: str) -> None:
     """Opening a missing SQLite file would create an empty database: a typo would go unnoticed."""
     path = _sqlite_file(url)
     if path is not None and not os.path.exists(path):
+        create = url.partition("?")[0]  # without the options of reading, such as mode=ro
         raise CliError(
             f"there is no SQLite database at '{path}' (from {shown(url)}); check the path "
-            f"(relative paths start in {os.getcwd()}), or create it with: flowcore db migrate {url}"
+            f"(relative paths start in {os.getcwd()}), or create it with: "
+            f"flowcore db migrate {create}"
         )
 
 

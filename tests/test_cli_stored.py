@@ -305,3 +305,40 @@ def test_a_module_that_cannot_be_imported_is_one_line(
     )
 
     assert_one_line(result, fragment)
+
+
+# -- read-only databases ---------------------------------------------------------------------------
+
+
+def test_a_database_opened_with_mode_ro_is_read_and_never_written(db: Path) -> None:
+    store(db, *(Session.new_from_task(i, "intake") for i in ("claim-1", "claim-2")))
+    before = db.read_bytes()
+    url = f"sqlite:///{db}?mode=ro"
+
+    listed = flowcore("sessions", "list", "--storage", url, cwd=db.parent)
+    shown = flowcore("sessions", "show", "claim-2", "--storage", url, cwd=db.parent)
+    deleting = flowcore("sessions", "delete", "claim-1", "--storage", url, cwd=db.parent)
+
+    assert listed == (0, "claim-1\nclaim-2\n", "")
+    assert (shown[0], json.loads(shown[1])["id"]) == (0, "claim-2")
+    assert_one_line(deleting, "read-only")
+    assert db.read_bytes() == before
+
+
+def test_a_missing_database_with_mode_ro_is_one_line_naming_how_to_create_it(
+    db: Path,
+) -> None:
+    result = flowcore("sessions", "list", "--storage", f"sqlite:///{db}?mode=ro", cwd=db.parent)
+
+    assert_one_line(result, f"there is no SQLite database at '{db}'")
+    assert result[2].endswith(f"create it with: flowcore db migrate sqlite:///{db}\n")
+    assert not db.exists()
+
+
+def test_a_percent_encoded_path_names_the_file_flowcore_sql_opens(db: Path) -> None:
+    spaced = db.with_name("my claims.db")
+    store(spaced, Session.new_from_task("claim-1", "intake"))
+
+    result = flowcore("sessions", "list", "--storage", "sqlite:///my%20claims.db", cwd=db.parent)
+
+    assert result == (0, "claim-1\n", "")
