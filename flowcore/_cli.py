@@ -340,6 +340,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"flowcore: {_one_line(str(exc))}", file=sys.stderr)
     except GraphError as exc:  # StorageError for a bad URL or a database that does not answer
         print(f"flowcore: {type(exc).__name__}: {_one_line(str(exc))}", file=sys.stderr)
+    except BrokenPipeError:
+        # The reader had enough (`flowcore sessions list | head`): not a failure to report.
+        # Python would flush stdout again at exit, and fail again: point it at nothing.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except OSError as exc:
         print(f"flowcore: {_one_line(str(exc))}", file=sys.stderr)
     except KeyboardInterrupt:

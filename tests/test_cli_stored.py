@@ -342,3 +342,23 @@ def test_a_percent_encoded_path_names_the_file_flowcore_sql_opens(db: Path) -> N
     result = flowcore("sessions", "list", "--storage", "sqlite:///my%20claims.db", cwd=db.parent)
 
     assert result == (0, "claim-1\n", "")
+
+
+def test_a_reader_that_stops_early_ends_the_command_quietly(db: Path) -> None:
+    store(db, Session.new_from_task("long", "intake", context={"notes": "x" * 1_000_000}))
+    env = {**os.environ, "FLOWCORE_LOAD_PLUGINS": "sql"}
+    command = [sys.executable, "-m", "flowcore", "sessions", "show", "long"]
+
+    with subprocess.Popen(
+        [*command, "--storage", f"sqlite:///{db}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    ) as shown:  # as `flowcore sessions show long | head -c 1` does
+        assert shown.stdout is not None
+        assert shown.stderr is not None
+        assert shown.stdout.read(1) == b"{"
+        shown.stdout.close()
+        err = shown.stderr.read()
+
+    assert (shown.returncode, err) == (0, b"")
