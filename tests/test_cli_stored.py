@@ -277,6 +277,32 @@ def test_without_import_the_unregistered_type_is_one_line_saying_to_import_it(
     )
 
 
+APP_STORAGE = """
+    import flowcore
+
+    STORAGE = flowcore.InMemorySessionStorage()
+
+
+    class AppStorage:
+        @flowcore.hookimpl
+        def flowcore_register_storage(self, register):
+            register("app", lambda url, **options: STORAGE)
+
+
+    flowcore.register_plugin(AppStorage(), name="app-storage")
+"""
+
+
+def test_import_brings_in_a_storage_backend_the_application_registers(tmp_path: Path) -> None:
+    (tmp_path / "app_storage.py").write_text(textwrap.dedent(APP_STORAGE))
+
+    result = flowcore(
+        "sessions", "list", "--storage", "app://", "--import", "app_storage", cwd=tmp_path
+    )
+
+    assert result == (0, "", "")
+
+
 @pytest.mark.parametrize(
     ("module", "source", "fragment"),
     [
