@@ -1,5 +1,5 @@
-"""``flowcore graph MODULE:ATTR``: find a graph in the user's code and draw it as text; and
-the user's modules that ``--import`` names."""
+"""``flowcore graph MODULE:ATTR``: find a graph in the user's code and draw it, as text or as a
+Mermaid chart; and import the user's modules, for it and for ``--import``."""
 
 from __future__ import annotations
 
