@@ -8,7 +8,7 @@ The workflow is an order-support chat: it asks which order a message is about, l
 up (in a fake order service), asks what went wrong, then refunds a damaged order or hands the
 case to a person. Try it with curl:
 
-    curl -s -X POST localhost:8000/sessions                          # {"session_id": "...", ...}
+    curl -s -X POST localhost:8000/sessions                          # {"id": "...", ...}
     curl -s -X POST localhost:8000/sessions/ID/run                   # the first question
     curl -s -X POST localhost:8000/sessions/ID/run -d '{"message": "A-1001"}'
     curl -s -X POST localhost:8000/sessions/ID/run -d '{"message": "It arrived broken"}'
@@ -21,9 +21,53 @@ case to a person. Try it with curl:
 | GET /sessions/{id} | - | 200: the session, its context and chat history |
 | DELETE /sessions/{id} | - | 204 |
 
-Errors: 404 unknown session; 409 the session is busy (another request saved it first:
-SessionConflict) or the id is taken; 422 a body that is not what the table says; 500 a task
-failed (the answer names an incident id, the log has the details); 503 storage is unreachable.
+A session is answered as ``flowcore.session_as_json`` shows it (what ``flowcore sessions show``
+prints): every value the context can hold comes out as JSON, a Decimal or a date as text.
+
+Errors are JSON ``{"error": ...}``: 404 unknown session (or an id no session can have); 408 the
+body came too slowly; 409 the session is busy (another request saved it first:
+SessionConflict) or the id is taken; 413 the body is too large; 422 a body that is not what the
+table says; 500 a task failed (the answer names an incident id, the log has the details); 503
+storage is unreachable, or too many connections. A request uvicorn cannot read (not HTTP, or a
+head too large) is its own plain-text 400. No answer ever carries a traceback, a host name or a
+driver's message: those go to the log, under the incident id.
+
+What the service takes, and how long it waits (each an option of the command line):
+
+    --max-body-bytes N      1048576 (1 MiB). A larger body is a 413. The body is read as it
+                            arrives and refused as soon as it is too large (at once when its
+                            Content-Length says so): a huge body is never held in memory.
+    --timeout-body S        30. The whole body must arrive within S seconds of the request's
+                            head, or the answer is a 408.
+    --timeout-header S      10. A request's head (its line and headers) must arrive within S
+                            seconds of connecting, or of the previous answer; or the connection
+                            is closed.
+    --timeout-keep-alive S  5. uvicorn closes a connection idle that long between requests.
+    --limit-concurrency N   500. While N connections are open, uvicorn answers 503 to requests,
+                            and a new connection is answered 503 and closed at once, before it
+                            holds a file descriptor for long. Lowered at start-up to fit the
+                            open-files limit (ulimit -n), less twice the backlog and 64 for
+                            the rest. 0: no limit.
+    --backlog N             128. Connections waiting to be accepted that the kernel holds.
+    --max-head-bytes N      16384. A larger request line and headers is a 400 (from uvicorn).
+
+A body's JSON is refused with a 422 naming the place when it nests more than 32 deep, holds NaN
+or Infinity (or a number too large for a float), an integer of more than 4,300 digits, or a
+string that is not Unicode text (a lone surrogate such as "\\ud800"), or is not UTF-8. A session
+id is 1 to 128 printable characters without "/" (so no NUL, no control character, no lone
+surrogate, and a URL can always name it): POST /sessions refuses another id with a 422, and an
+id in a URL that breaks the rule is a 404, answered without asking the storage.
+
+Four of those are uvicorn's own options (limit_concurrency, timeout_keep_alive, backlog, and
+h11_max_incomplete_event_size for the head's size). uvicorn has none for a slow head or a
+slow body: the head's deadline is kept by a subclass of uvicorn's HTTP/1.1 protocol (h11),
+which also refuses the connections past the limit; the body's is kept by the app, around
+``request.stream()``.
+
+The log stays bounded whatever clients do: a warning that repeats (a refused connection, a
+request uvicorn could not parse, "too many open files" when accepting) is written at most 10
+times in 10 s, then counted and left out; an error past that is cut to one line (its incident
+id kept, its traceback left out).
 
 One FlowRunner is made at start-up and shared by every request. It keeps nothing per session:
 every request loads its session from storage and saves it back, so any number of processes can
@@ -35,10 +79,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import copy
+import errno
 import json
 import logging
+import math
 import os
 import re
+import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -46,11 +94,15 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
 
+import anyio
 import uvicorn
+import uvicorn.config
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.middleware import Middleware
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from flowcore import (
     Context,
@@ -61,16 +113,26 @@ from flowcore import (
     GraphBuilder,
     GraphError,
     NextAction,
-    Session,
     SessionConflict,
     SessionNotFound,
     StorageError,
     TaskResult,
     open_storage,
+    quote_id,
+    session_as_json,
     task,
 )
 
-__all__ = ["DEFAULT_STORAGE", "ORDERS", "build_graph", "create_app", "main"]
+__all__ = [
+    "DEFAULT_STORAGE",
+    "ORDERS",
+    "BoundedLog",
+    "Limits",
+    "build_graph",
+    "create_app",
+    "main",
+    "server_config",
+]
 
 DEFAULT_STORAGE = "sqlite:///.flowcore/web_service.db"
 USER_INPUT = "user_input"
@@ -196,41 +258,206 @@ def build_graph(orders: OrderService | None = None) -> Graph:
     )  # fmt: skip
 
 
-# -- HTTP ------------------------------------------------------------------------------------------
+# -- what a request may carry ----------------------------------------------------------------------
 
 
-class BadRequest(Exception):
-    """The request body is not what the route takes: a 422."""
+@dataclass(frozen=True)
+class Limits:
+    """What the app takes from a request (the server's own limits are in ``server_config``)."""
+
+    max_body_bytes: int = 1024 * 1024
+    """A larger body is refused with a 413, without being read whole."""
+    timeout_body: float = 30.0
+    """Seconds for the whole body to arrive, from the request's head; past them, a 408."""
+    max_depth: int = 32
+    """How deep a body's JSON may nest (the object around it is 1)."""
+    max_digits: int = 4300
+    """Digits of an integer (Python's own limit for turning text into an int)."""
 
 
-def error(status: int, message: str, **extra: Any) -> JSONResponse:
-    return JSONResponse({"error": message, **extra}, status_code=status)
+MAX_ID_CHARS = 128
+ID_RULE = f'a session id is 1 to {MAX_ID_CHARS} printable characters, without "/"'
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+class Refused(Exception):
+    """The request is not one the service takes: answered with ``status`` and the message."""
+
+    status = 422
+    close = False  # True: the answer closes the connection (the rest of the body is unread)
+
+
+class BodyTooLarge(Refused):
+    status = 413
+    close = True
+
+
+class BodyTooSlow(Refused):
+    status = 408
+    close = True
+
+
+def id_problem(session_id: str) -> str | None:
+    """Why ``session_id`` breaks the rule of ids, or None when it keeps it."""
+    if not session_id:
+        return "it is empty"
+    if len(session_id) > MAX_ID_CHARS:
+        return f"it has {len(session_id):,} characters"
+    if "/" in session_id:
+        return 'it has a "/"'
+    if not session_id.isprintable():
+        return "it has a character that is not printable (such as NUL, or a lone surrogate)"
+    return None
+
+
+async def read_body(request: Request, limits: Limits) -> bytes:
+    """The request's body, read as it arrives: refused once past the limits of size and time."""
+    too_large = BodyTooLarge(
+        f"the body is larger than {limits.max_body_bytes:,} bytes, the most this service takes"
+    )
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limits.max_body_bytes:
+        raise too_large  # refused before a byte of it is read
+    body = bytearray()
+    try:
+        with anyio.fail_after(limits.timeout_body):
+            async with contextlib.aclosing(request.stream()) as chunks:
+                async for chunk in chunks:
+                    body += chunk
+                    if len(body) > limits.max_body_bytes:
+                        raise too_large
+    except TimeoutError:
+        raise BodyTooSlow(
+            f"the body did not arrive within {limits.timeout_body:g} s; send it again"
+        ) from None
+    return bytes(body)
+
+
+def parse_json(raw: bytes, limits: Limits) -> Any:
+    """``raw`` as JSON, refused (422) unless every value in it can be stored and shown again."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise Refused(f"the body is not UTF-8 text (byte {exc.start})") from None
+
+    def integer(digits: str) -> int:
+        if len(digits.lstrip("-")) > limits.max_digits:
+            raise Refused(f"the body has an integer of more than {limits.max_digits:,} digits")
+        return int(digits)
+
+    try:
+        value = json.loads(text, parse_int=integer)
+    except RecursionError:
+        raise Refused(f"the body nests more than {limits.max_depth} deep") from None
+    except ValueError as exc:
+        where = f": {exc.msg} at line {exc.lineno}" if isinstance(exc, json.JSONDecodeError) else ""
+        raise Refused(f"the body is not JSON{where}") from None
+    check_values(value, limits.max_depth)
+    return value
+
+
+def check_values(value: Any, max_depth: int) -> None:
+    """Refuse what JSON parsing lets through but storage or a JSON answer could not take back.
+
+    Walks the value without recursing (so depth costs no stack): containers nested more than
+    ``max_depth`` deep, numbers that are not finite (NaN, Infinity, 1e999), and strings with a
+    lone surrogate (which no UTF-8 text can hold). The place is named, as ``body['context']['x']``.
+    """
+
+    def place(path: tuple[Any, ...]) -> str:
+        keys: list[str] = []
+        while path:
+            path, key = path
+            keys.append(f"[{quote_id(key)}]")
+        return "body" + "".join(reversed(keys))
+
+    stack: list[tuple[Any, tuple[Any, ...], int]] = [(value, (), 1)]
+    while stack:
+        item, path, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            if depth > max_depth:
+                raise Refused(f"{place(path)} nests more than {max_depth} deep")
+            pairs = item.items() if isinstance(item, dict) else enumerate(item)
+            for key, child in pairs:
+                if isinstance(key, str) and _SURROGATE.search(key):
+                    raise Refused(f"a key in {place(path)} has a lone surrogate: not Unicode text")
+                stack.append((child, (path, key), depth + 1))
+        elif isinstance(item, str):
+            if _SURROGATE.search(item):
+                raise Refused(f"{place(path)} has a lone surrogate: it is not Unicode text")
+        elif isinstance(item, float) and not math.isfinite(item):
+            raise Refused(
+                f"{place(path)} is {json.dumps(item)}: "
+                "JSON numbers must be finite (send a string, or null)"
+            )
 
 
 async def body_of(request: Request, allowed: set[str]) -> dict[str, Any]:
     """The request's JSON object (empty for an empty body), with only ``allowed`` fields."""
-    raw = await request.body()
+    limits: Limits = request.app.state.limits
+    raw = await read_body(request, limits)
     if not raw.strip():
         return {}
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise BadRequest("the body is not JSON") from None
+    body = parse_json(raw, limits)
     if not isinstance(body, dict):
-        raise BadRequest(f"the body must be a JSON object, not {type(body).__name__}")
+        raise Refused(f"the body must be a JSON object, not {type(body).__name__}")
     unknown = sorted(set(body) - allowed)
     if unknown:
-        raise BadRequest(
-            f"unknown field(s) {', '.join(unknown)}; expected {', '.join(sorted(allowed))}"
+        raise Refused(
+            f"unknown field(s) {', '.join(map(quote_id, unknown))}; "
+            f"expected {', '.join(sorted(allowed))}"
         )
     if "context" in body and not isinstance(body["context"], dict):
-        raise BadRequest('"context" must be a JSON object of values to set')
+        raise Refused('"context" must be a JSON object of values to set')
     for field in ("message", "session_id"):
         if field in body and not isinstance(body[field], str):
-            raise BadRequest(f'"{field}" must be a string')
-    if body.get("session_id") == "":
-        raise BadRequest('"session_id" must not be empty: a URL could not name the session')
+            raise Refused(f'"{field}" must be a string')
+    if "session_id" in body:
+        problem = id_problem(body["session_id"])
+        if problem is not None:
+            raise Refused(
+                f'"session_id" {quote_id(body["session_id"])} cannot be used: {problem}; {ID_RULE}'
+            )
     return body
+
+
+def session_id_of(request: Request) -> str:
+    """The session id of the URL; an id that breaks the rule names no session: a 404."""
+    session_id: str = request.path_params["session_id"]
+    problem = id_problem(session_id)
+    if problem is not None:
+        raise NoSuchId(f"no session can be {quote_id(session_id)}: {problem}; {ID_RULE}")
+    return session_id
+
+
+class NoSuchId(Exception):
+    """A URL names an id that no session can have: a 404."""
+
+
+# -- answers ---------------------------------------------------------------------------------------
+
+
+class JSON(JSONResponse):
+    """A JSON answer that can always be written.
+
+    Text stays readable (not ``\\u``-escaped), and a lone surrogate (in a session stored before
+    the input was checked, or set by a task) is written as its JSON escape ``\\udXXX`` instead of
+    failing the answer: it is the one character UTF-8 cannot encode, and outside strings JSON
+    text is plain ASCII.
+    """
+
+    def render(self, content: Any) -> bytes:
+        text = json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        return text.encode("utf-8", "backslashreplace")
+
+
+def error(status: int, message: str, *, close: bool = False, **extra: Any) -> JSONResponse:
+    headers = {"connection": "close"} if close else None
+    return JSON({"error": message, **extra}, status_code=status, headers=headers)
+
+
+def new_incident() -> str:
+    return uuid.uuid4().hex[:12]
 
 
 def runner_of(request: Request) -> FlowRunner:
@@ -247,19 +474,7 @@ def status_json(status: ExecutionStatus) -> dict[str, Any]:
     return {"status": status.name}  # Completed, WaitingForInput
 
 
-def session_json(session: Session) -> dict[str, Any]:
-    ctx = session.context
-    return {
-        "session_id": session.id,
-        "graph_id": session.graph_id,
-        "current_task_id": session.current_task_id,
-        "status_message": session.status_message,
-        "is_completed": session.is_completed,
-        "version": session.version,
-        # Values JSON has no type for (the order total is a Decimal) are sent as text.
-        "context": json.loads(json.dumps(ctx.to_dict(), default=str)),
-        "chat": ctx.messages_for_llm(),
-    }
+# -- routes ----------------------------------------------------------------------------------------
 
 
 async def create_session(request: Request) -> JSONResponse:
@@ -267,33 +482,33 @@ async def create_session(request: Request) -> JSONResponse:
     session = await runner_of(request).create_session(
         body.get("session_id"), context=body.get("context")
     )
-    return JSONResponse(session_json(session), status_code=201)
+    return JSON(session_as_json(session), status_code=201)
 
 
 async def run_step(request: Request) -> JSONResponse:
-    session_id = request.path_params["session_id"]
+    session_id = session_id_of(request)
     body = await body_of(request, {"message", "context"})
     updates: dict[str, Any] = dict(body.get("context", {}))
     if "message" in body:
         if USER_INPUT in updates:
-            raise BadRequest(f'send the text as "message" or as context["{USER_INPUT}"], not both')
+            raise Refused(f'send the text as "message" or as context["{USER_INPUT}"], not both')
         updates[USER_INPUT] = body["message"]
     result: ExecutionResult = await runner_of(request).run(session_id, context_updates=updates)
-    return JSONResponse(
+    return JSON(
         {"session_id": session_id, "response": result.response, **status_json(result.status)}
     )
 
 
 async def get_session(request: Request) -> JSONResponse:
-    session_id = request.path_params["session_id"]
+    session_id = session_id_of(request)
     session = await runner_of(request).storage.get(session_id)
     if session is None:
         raise SessionNotFound(session_id)
-    return JSONResponse(session_json(session))
+    return JSON(session_as_json(session))
 
 
 async def delete_session(request: Request) -> Response:
-    session_id = request.path_params["session_id"]
+    session_id = session_id_of(request)
     storage = runner_of(request).storage
     if await storage.get(session_id) is None:
         raise SessionNotFound(session_id)
@@ -301,15 +516,21 @@ async def delete_session(request: Request) -> Response:
     return Response(status_code=204)
 
 
-async def bad_request(request: Request, exc: Exception) -> JSONResponse:
-    return error(422, str(exc))
+# -- errors ----------------------------------------------------------------------------------------
+
+
+async def refused(request: Request, exc: Exception) -> JSONResponse:
+    status = getattr(exc, "status", 422)
+    return error(status, str(exc), close=getattr(exc, "close", False))
+
+
+async def no_such_id(request: Request, exc: Exception) -> JSONResponse:
+    return error(404, str(exc))
 
 
 async def not_found(request: Request, exc: Exception) -> JSONResponse:
-    return error(
-        404,
-        f"no session {request.path_params.get('session_id', '')!r}; create one with POST /sessions",
-    )
+    session_id = request.path_params.get("session_id", "")
+    return error(404, f"no session {quote_id(session_id)}; create one with POST /sessions")
 
 
 async def conflict(request: Request, exc: Exception) -> JSONResponse:
@@ -323,47 +544,305 @@ async def conflict(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def storage_failed(request: Request, exc: Exception) -> JSONResponse:
-    incident = uuid.uuid4().hex[:12]
+    incident = new_incident()
     log.error("incident %s: storage failed: %s", incident, exc)
     return error(503, "session storage is unavailable; try again later", incident=incident)
 
 
 async def step_failed(request: Request, exc: Exception) -> JSONResponse:
     # The details (a host name, a user, a stack) are for the log, not for the caller.
-    incident = uuid.uuid4().hex[:12]
-    log.error("incident %s: %s %s failed", incident, request.method, request.url.path, exc_info=exc)
+    incident = new_incident()
+    path = quote_id(request.url.path)
+    log.error("incident %s: %s %s failed", incident, request.method, path, exc_info=exc)
     return error(500, "the step failed and was not saved; try again later", incident=incident)
 
 
+async def client_gone(request: Request, exc: Exception) -> Response:
+    return Response(status_code=400)  # nobody reads it: the client hung up while sending
+
+
+async def http_error(request: Request, exc: Exception) -> JSONResponse:
+    status = getattr(exc, "status_code", 500)
+    return error(status, getattr(exc, "detail", "") or "not a route of this service")
+
+
+class Incidents:
+    """The last guard: an exception no handler expected is a JSON 500 with an incident id.
+
+    The details go to the log once (Starlette's own guard would answer, then raise again for
+    the server to log a second traceback).
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def sending(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        except Exception as exc:
+            incident = new_incident()
+            path = quote_id(scope.get("path", ""))
+            log.error("incident %s: %s %s failed", incident, scope["method"], path, exc_info=exc)
+            if not started:
+                answer = error(500, "the service failed; try again later", incident=incident)
+                await answer(scope, receive, send)
+
+
 def create_app(
-    storage_url: str = DEFAULT_STORAGE, *, orders: OrderService | None = None
+    storage_url: str = DEFAULT_STORAGE,
+    *,
+    orders: OrderService | None = None,
+    limits: Limits | None = None,
 ) -> Starlette:
     """The web service, keeping its sessions at ``storage_url``."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        # One storage and one runner for the life of the process, shared by every request.
-        async with open_storage(storage_url) as storage:
-            app.state.runner = FlowRunner(build_graph(orders), storage)
-            yield
+        loop = asyncio.get_running_loop()
+        handler = loop.get_exception_handler()
+        loop.set_exception_handler(quiet_accept_errors)
+        try:
+            # One storage and one runner for the life of the process, shared by every request.
+            async with open_storage(storage_url) as storage:
+                app.state.runner = FlowRunner(build_graph(orders), storage)
+                yield
+        finally:
+            loop.set_exception_handler(handler)
 
     exception_handlers: Mapping[Any, Any] = {
-        BadRequest: bad_request,
+        Refused: refused,
+        NoSuchId: no_such_id,
+        ClientDisconnect: client_gone,
         SessionNotFound: not_found,
         SessionConflict: conflict,  # a StorageError, but the most specific handler wins
         StorageError: storage_failed,
         GraphError: step_failed,  # TaskExecutionFailed and any other failed step
+        404: http_error,  # no such route
+        405: http_error,  # no such method on this route
     }
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/sessions", create_session, methods=["POST"]),
             Route("/sessions/{session_id}/run", run_step, methods=["POST"]),
             Route("/sessions/{session_id}", get_session, methods=["GET"]),
             Route("/sessions/{session_id}", delete_session, methods=["DELETE"]),
         ],
+        middleware=[Middleware(Incidents)],
         exception_handlers=dict(exception_handlers),
         lifespan=lifespan,
     )
+    app.state.limits = limits or Limits()
+    return app
+
+
+# -- the server ------------------------------------------------------------------------------------
+
+FD_RESERVE = 64
+"""File descriptors kept out of --limit-concurrency for the storage, the log and the rest."""
+OUT_OF_RESOURCES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+
+
+def quiet_accept_errors(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """The event loop's handler of errors: "too many open files" is one line, not a traceback.
+
+    asyncio logs a traceback each time accepting a connection fails for want of a file
+    descriptor, and on a busy listening socket that is thousands a second. Here it is a
+    warning, which the log's bound (``BoundedLog``) keeps to a few.
+    """
+    exc = context.get("exception")
+    if isinstance(exc, OSError) and exc.errno in OUT_OF_RESOURCES:
+        log.warning(
+            "cannot accept connections for now: %s; lower --limit-concurrency, "
+            "or raise the open-files limit (ulimit -n)",
+            os.strerror(exc.errno or 0),
+        )
+        return
+    loop.default_exception_handler(context)
+
+
+class BoundedLog(logging.Filter):
+    """A log handler's filter that keeps the log from growing with what clients do.
+
+    Each kind of warning (its logger and message template) is let through ``burst`` times per
+    ``interval`` seconds; past that, warnings are left out and counted, and the next one let
+    through says how many were. An error past that is kept but cut to its one line: its
+    incident id stays findable, its traceback is left out.
+    """
+
+    def __init__(self, burst: int = 10, interval: float = 10.0) -> None:
+        super().__init__()
+        self.burst = burst
+        self.interval = interval
+        self.kinds: dict[tuple[str, str], list[float]] = {}  # [window start, seen, left out]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        kind = (record.name, str(record.msg))
+        now = time.monotonic()
+        window = self.kinds.get(kind)
+        if window is None or now - window[0] >= self.interval:
+            if len(self.kinds) > 1000:  # messages without a template: forget old kinds
+                self.kinds.clear()
+            left_out = int(window[2]) if window is not None else 0
+            self.kinds[kind] = [now, 1, 0]
+            if left_out:
+                record.msg = f"{record.msg} [{left_out:,} more like this left out before]"
+            return True
+        window[1] += 1
+        if window[1] <= self.burst:
+            return True
+        if record.levelno >= logging.ERROR:
+            record.exc_info = record.exc_text = record.stack_info = None
+            record.msg = f"{record.msg} [traceback left out: too many like this]"
+            return True
+        window[2] += 1
+        return False
+
+
+def log_config() -> dict[str, Any]:
+    """uvicorn's logging, with ``BoundedLog`` on its handlers and this service's loggers."""
+    config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    config["filters"] = {"bounded": {"()": BoundedLog}}
+    for handler in config["handlers"].values():
+        handler["filters"] = ["bounded"]
+    for name in (log.name, "asyncio"):
+        config["loggers"][name] = {"handlers": ["default"], "level": "INFO", "propagate": False}
+    return config
+
+
+def guarded_h11(timeout_header: float) -> type[asyncio.Protocol]:
+    """uvicorn's HTTP/1.1 protocol (h11), with two guards uvicorn has no option for.
+
+    - A request's head must arrive within ``timeout_header`` seconds of the connection, or of
+      the previous answer on it; otherwise the connection is closed (a client sending its
+      headers a byte at a time holds nothing for long). While the app works on a request,
+      the app's own limits apply (``Limits.timeout_body``).
+    - A connection made while ``limit_concurrency`` connections are open is answered 503 and
+      closed at once: it never holds a file descriptor while it waits (uvicorn itself would
+      answer 503 only once the client sent a request, which an idle client never does).
+    """
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class GuardedH11Protocol(H11Protocol):
+        head_deadline: asyncio.TimerHandle | None = None
+        turned_away = False
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            limit = self.config.limit_concurrency
+            if limit is not None and len(self.connections) >= limit:
+                self.turned_away = True
+                assert isinstance(transport, asyncio.WriteTransport)
+                transport.write(TOO_MANY_CONNECTIONS)
+                transport.close()
+                log.warning("refused a connection: %s are open (--limit-concurrency)", limit)
+                return
+            super().connection_made(transport)  # type: ignore[arg-type]
+            self.watch_head()
+
+        def data_received(self, data: bytes) -> None:
+            if not self.turned_away:
+                super().data_received(data)
+                self.watch_head()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self.watch_head()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self.forget_head()
+            if not self.turned_away:
+                super().connection_lost(exc)
+
+        def watch_head(self) -> None:
+            """Start the head's deadline when the connection waits for a request, else stop it."""
+            serving = self.cycle is not None and not self.cycle.response_complete
+            if serving or self.transport.is_closing():
+                self.forget_head()
+            elif self.head_deadline is None:
+                self.head_deadline = self.loop.call_later(timeout_header, self.head_too_slow)
+
+        def forget_head(self) -> None:
+            if self.head_deadline is not None:
+                self.head_deadline.cancel()
+                self.head_deadline = None
+
+        def head_too_slow(self) -> None:
+            self.head_deadline = None
+            if not self.transport.is_closing():
+                self.transport.close()
+
+    return GuardedH11Protocol
+
+
+_BUSY = b'{"error":"too many connections; try again in a moment"}'
+TOO_MANY_CONNECTIONS = (
+    b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
+    b"content-length: %d\r\nretry-after: 1\r\nconnection: close\r\n\r\n%s" % (len(_BUSY), _BUSY)
+)
+
+
+def connection_limit(wanted: int, backlog: int) -> tuple[int | None, str | None]:
+    """``wanted`` (0: none), lowered to fit the open-files limit; and why it was lowered.
+
+    The event loop accepts up to ``backlog`` connections at a time, and may do so twice before
+    the protocol has turned any away: they need room too.
+    """
+    if wanted == 0:
+        return None, None
+    try:
+        import resource
+    except ImportError:  # not on Windows
+        return wanted, None
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    room = soft - 2 * backlog - FD_RESERVE
+    if soft == resource.RLIM_INFINITY or wanted <= room:
+        return wanted, None
+    fitted = max(room, 1)
+    return fitted, (
+        f"--limit-concurrency lowered from {wanted:,} to {fitted:,} to fit the open-files limit "
+        f"(ulimit -n) of {soft:,}: {2 * backlog:,} are kept for twice the --backlog, "
+        f"{FD_RESERVE} for the rest"
+    )
+
+
+def server_config(
+    app: Starlette,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    limit_concurrency: int = 500,
+    backlog: int = 128,
+    timeout_header: float = 10.0,
+    timeout_keep_alive: int = 5,
+    max_head_bytes: int = 16 * 1024,
+) -> uvicorn.Config:
+    """uvicorn's configuration for ``app``, with the limits of the table in this module's doc."""
+    limit, lowered = connection_limit(limit_concurrency, backlog)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        http=guarded_h11(timeout_header),
+        limit_concurrency=limit,
+        backlog=backlog,
+        timeout_keep_alive=timeout_keep_alive,
+        h11_max_incomplete_event_size=max_head_bytes,
+        log_config=log_config(),
+    )
+    if lowered:
+        log.warning("%s", lowered)
+    return config
 
 
 def make_room_for(storage_url: str) -> None:
@@ -375,6 +854,7 @@ def make_room_for(storage_url: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    defaults = Limits()
     parser = argparse.ArgumentParser(description="An order-support chat as a web service.")
     parser.add_argument(
         "--storage",
@@ -384,9 +864,73 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000, help="0 picks a free port")
+    limits = parser.add_argument_group("limits (see the module's documentation)")
+    limits.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=defaults.max_body_bytes,
+        metavar="N",
+        help="a larger body is a 413 (default: %(default)s)",
+    )
+    limits.add_argument(
+        "--timeout-body",
+        type=float,
+        default=defaults.timeout_body,
+        metavar="S",
+        help="seconds for a body to arrive, or a 408 (default: %(default)s)",
+    )
+    limits.add_argument(
+        "--timeout-header",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="seconds for a request's head to arrive, or the connection closes (default: 10)",
+    )
+    limits.add_argument(
+        "--timeout-keep-alive",
+        type=int,
+        default=5,
+        metavar="S",
+        help="seconds an idle connection is kept between requests (default: %(default)s)",
+    )
+    limits.add_argument(
+        "--limit-concurrency",
+        type=int,
+        default=500,
+        metavar="N",
+        help="connections at once; past them, 503 (default: %(default)s; 0: no limit)",
+    )
+    limits.add_argument(
+        "--backlog",
+        type=int,
+        default=128,
+        metavar="N",
+        help="connections waiting to be accepted (default: %(default)s)",
+    )
+    limits.add_argument(
+        "--max-head-bytes",
+        type=int,
+        default=16 * 1024,
+        metavar="N",
+        help="a larger request line and headers is a 400 (default: %(default)s)",
+    )
     args = parser.parse_args(argv)
     make_room_for(args.storage)
-    uvicorn.run(create_app(args.storage), host=args.host, port=args.port)
+    app = create_app(
+        args.storage,
+        limits=Limits(max_body_bytes=args.max_body_bytes, timeout_body=args.timeout_body),
+    )
+    config = server_config(
+        app,
+        host=args.host,
+        port=args.port,
+        limit_concurrency=args.limit_concurrency,
+        backlog=args.backlog,
+        timeout_header=args.timeout_header,
+        timeout_keep_alive=args.timeout_keep_alive,
+        max_head_bytes=args.max_head_bytes,
+    )
+    uvicorn.Server(config).run()
 
 
 if __name__ == "__main__":

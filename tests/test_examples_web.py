@@ -3,25 +3,36 @@
 
 One server runs per storage for the whole module. PostgreSQL is the local server; the tests
 on it are skipped when it does not answer, unless FLOWCORE_REQUIRE_SERVICES is set (as CI sets
-it), which makes that a failure.
+it), which makes that a failure. The tests of slow and too many clients start servers of their
+own, with short timeouts and few file descriptors, and speak HTTP over plain sockets where a
+client library would not misbehave as they need.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
+import select
+import selectors
 import signal
+import socket
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
+
+from flowcore import Session, open_storage
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVICE = ROOT / "examples" / "web_service.py"
@@ -32,11 +43,12 @@ POSTGRES_URL = os.environ.get(
 
 @dataclass
 class Server:
-    """The example, running: its base URL, its log, and the sessions the tests made."""
+    """The example, running: its base URL, its log, its process, and the sessions the tests made."""
 
     url: str
     storage: str
     log: Path
+    process: subprocess.Popen[bytes]
     created: list[str] = field(default_factory=list)
 
     def client(self) -> httpx.Client:
@@ -45,9 +57,26 @@ class Server:
     def new_session(self, client: httpx.Client, **body: object) -> str:
         answer = client.post("/sessions", json=body or None)
         assert answer.status_code == 201, answer.text
-        session_id: str = answer.json()["session_id"]
+        session_id: str = answer.json()["id"]
         self.created.append(session_id)
         return session_id
+
+    def connect(self) -> socket.socket:
+        address = urlsplit(self.url)
+        assert address.port is not None
+        return socket.create_connection((address.hostname, address.port), timeout=10)
+
+    def memory_peak(self) -> int | None:
+        """The most memory the server process has held so far (its peak resident set), in
+        bytes; None where /proc does not say (not on Linux)."""
+        status = Path(f"/proc/{self.process.pid}/status")
+        found = re.search(r"VmHWM:\s+(\d+) kB", status.read_text()) if status.exists() else None
+        return int(found.group(1)) * 1024 if found else None
+
+    def memory_grown_since(self, peak: int | None) -> int:
+        """How much the server's peak memory has grown since it was ``peak`` (0 if unknown)."""
+        now = self.memory_peak()
+        return now - peak if now is not None and peak is not None else 0
 
 
 def postgres_problem() -> str | None:
@@ -65,7 +94,9 @@ def postgres_problem() -> str | None:
     return None
 
 
-def start(storage: str, log: Path) -> tuple[subprocess.Popen[bytes], str]:
+def start(
+    storage: str, log: Path, *options: str, preexec_fn: Callable[[], None] | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]),
@@ -73,11 +104,12 @@ def start(storage: str, log: Path) -> tuple[subprocess.Popen[bytes], str]:
     }
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, str(SERVICE), "--storage", storage, "--port", "0"],
+            [sys.executable, str(SERVICE), "--storage", storage, "--port", "0", *options],
             stdout=out,
             stderr=subprocess.STDOUT,
             env=env,
             cwd=log.parent,
+            preexec_fn=preexec_fn,
         )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -107,18 +139,23 @@ def server(
     else:
         storage = f"sqlite:///{home / 'sessions.db'}"
     process, url = start(storage, home / "server.log")
-    running = Server(url, storage, home / "server.log")
+    running = Server(url, storage, home / "server.log", process)
     try:
         yield running
         with running.client() as client:  # leave the database as it was
             for session_id in running.created:
                 client.delete(f"/sessions/{session_id}")
     finally:
-        process.send_signal(signal.SIGINT)  # a graceful stop: the app closes its storage
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop(process)
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.send_signal(signal.SIGINT)  # a graceful stop: the app closes its storage
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def test_a_conversation_from_the_first_question_to_a_refund(server):
@@ -145,6 +182,7 @@ def test_a_conversation_from_the_first_question_to_a_refund(server):
         assert done.json()["status"] == "Completed"
 
         session = client.get(f"/sessions/{session_id}").json()
+        assert session["id"] == session_id
         assert session["is_completed"] is True
         assert session["current_task_id"] == "refund"
         assert session["context"]["order"] == {
@@ -159,7 +197,10 @@ def test_a_conversation_from_the_first_question_to_a_refund(server):
             "user",
             "assistant",
         ]
-        assert session["chat"][3] == {"role": "user", "content": "One arrived broken"}
+        assert (session["chat"][3]["role"], session["chat"][3]["content"]) == (
+            "user",
+            "One arrived broken",
+        )
 
         again = client.post(f"/sessions/{session_id}/run", json={"message": "hello?"}).json()
         assert (again["response"], again["status"]) == (None, "Completed")
@@ -171,7 +212,7 @@ def test_a_session_can_be_created_with_an_id_and_a_context_and_the_id_is_then_ta
         server.new_session(client, session_id=session_id, context={"customer": "Ada"})
 
         session = client.get(f"/sessions/{session_id}").json()
-        assert (session["session_id"], session["version"]) == (session_id, 1)
+        assert (session["id"], session["version"]) == (session_id, 1)
         assert session["context"] == {"customer": "Ada"}
 
         taken = client.post("/sessions", json={"session_id": session_id})
@@ -189,6 +230,9 @@ def test_an_unknown_session_is_404(server):
             assert answer.json() == {"error": "no session 'nobody'; create one with POST /sessions"}
 
 
+DEEP = b"[" * 990 + b"]" * 990
+
+
 @pytest.mark.parametrize(
     ("body", "error"),
     [
@@ -196,8 +240,18 @@ def test_an_unknown_session_is_404(server):
         (b'["A-1001"]', "the body must be a JSON object, not list"),
         (b'{"message": 1001}', '"message" must be a string'),
         (b'{"context": ["A-1001"]}', '"context" must be a JSON object'),
-        (b'{"mesage": "A-1001"}', "unknown field(s) mesage; expected context, message"),
+        (b'{"mesage": "A-1001"}', "unknown field(s) 'mesage'; expected context, message"),
         (b'{"message": "a", "context": {"user_input": "b"}}', "not both"),
+        # Values JSON parsing lets through, that could not be stored or answered again.
+        (b'{"context": {"x": NaN}}', "body['context']['x'] is NaN: JSON numbers must be finite"),
+        (b'{"context": {"x": [-Infinity]}}', "body['context']['x'][0] is -Infinity"),
+        (b'{"context": {"x": 1e999}}', "body['context']['x'] is Infinity"),
+        (b'{"context": {"n": ' + b"9" * 5000 + b"}}", "an integer of more than 4,300 digits"),
+        (b'{"message": ' + DEEP + b"}", "the body nests more than 32 deep"),
+        (b'{"context": {"x": ' + b"[" * 31 + b"]" * 31 + b"}}", "nests more than 32 deep"),
+        (b'{"message": "A-1001 \\ud800"}', "body['message'] has a lone surrogate"),
+        (b'{"context": {"k\\udfff": 1}}', "a key in body['context'] has a lone surrogate"),
+        (b'{"message": "caf\xed\xa0\x80"}', "the body is not UTF-8 text"),
     ],
 )
 def test_a_bad_body_is_422_and_changes_nothing(server, body, error):
@@ -267,3 +321,350 @@ def test_a_deleted_session_is_gone(server):
 
         assert client.get(f"/sessions/{session_id}").status_code == 404
         assert client.delete(f"/sessions/{session_id}").status_code == 404
+
+
+# -- what no client may do: store what cannot be shown, name what cannot be stored --------------
+
+
+def test_a_value_refused_when_a_session_is_created_creates_nothing(server):
+    session_id = f"nan-{uuid.uuid4().hex[:8]}"
+    with server.client() as client:
+        body = b'{"session_id": "%s", "context": {"x": NaN}}' % session_id.encode()
+
+        refused = client.post("/sessions", content=body)
+
+        assert refused.status_code == 422
+        assert "body['context']['x'] is NaN" in refused.json()["error"]
+        assert client.get(f"/sessions/{session_id}").status_code == 404
+
+
+def test_json_nested_as_deep_as_allowed_is_stored_and_shown_back(server):
+    deep: object = "bottom"
+    for _ in range(30):  # the body, "context" and "x" make 32 levels
+        deep = [deep]
+    with server.client() as client:
+        session_id = server.new_session(client, context={"x": deep})
+
+        assert client.get(f"/sessions/{session_id}").json()["context"]["x"] == deep
+
+
+async def test_every_value_a_session_can_hold_is_shown_and_never_a_500(server, installed_plugins):
+    # A task (or another program) may store what a request never could: NaN, bytes, an int
+    # too long for decimal text. GET shows the session all the same, as session_as_json does.
+    installed_plugins("sql")
+    session_id = f"values-{uuid.uuid4().hex[:8]}"
+    values = {
+        "nan": float("nan"),
+        "inf": float("-inf"),
+        "huge": 1 << 20_000,
+        "raw": b"\x00\xff",
+        "day": date(2026, 3, 1),
+        "total": Decimal("24.90"),
+        "pair": (1, 2),
+        "tags": {"b", "a"},
+        "text": "na\u00efve \U0001f600 \x00",
+    }
+    async with open_storage(server.storage) as storage:
+        await storage.save(Session.new_from_task(session_id, "ask_order", context=values))
+    server.created.append(session_id)
+
+    with server.client() as client:
+        answer = client.get(f"/sessions/{session_id}")
+
+    assert answer.status_code == 200
+    shown = answer.json()["context"]
+    assert shown == {
+        "nan": "nan",
+        "inf": "-inf",
+        "huge": hex(1 << 20_000),
+        "raw": "00ff",
+        "day": "2026-03-01",
+        "total": "24.90",
+        "pair": [1, 2],
+        "tags": ["a", "b"],
+        "text": "na\u00efve \U0001f600 \x00",
+    }
+
+
+@pytest.mark.parametrize(
+    ("session_id", "problem"),
+    [
+        ("a\x00b", "it has a character that is not printable"),
+        ("bell\x07", "it has a character that is not printable"),
+        ("x" * 1_000_000, "it has 1,000,000 characters"),
+        ("a/b", 'it has a "/"'),
+    ],
+)
+def test_an_id_no_session_can_have_is_422_when_creating_one(server, session_id, problem):
+    with server.client() as client:
+        answer = client.post("/sessions", json={"session_id": session_id})
+
+    assert answer.status_code == 422
+    error = answer.json()["error"]
+    assert problem in error
+    assert 'a session id is 1 to 128 printable characters, without "/"' in error
+    assert len(error) < 400  # the id is quoted short, however long it is
+
+
+@pytest.mark.parametrize("path_id", ["a%00b", "tab%09", "y" * 10_000])
+def test_an_id_no_session_can_have_in_a_url_is_404_without_asking_the_storage(server, path_id):
+    with server.client() as client:
+        for answer in (
+            client.get(f"/sessions/{path_id}"),
+            client.post(f"/sessions/{path_id}/run", json={"message": "A-1001"}),
+            client.delete(f"/sessions/{path_id}"),
+        ):
+            assert answer.status_code == 404
+            assert answer.json()["error"].startswith("no session can be '")
+            assert len(answer.text) < 400
+
+
+def test_a_url_too_long_for_the_service_is_400_from_the_server(server):
+    with server.connect() as sock:
+        sent = send_until_answered(sock, b"GET /sessions/", b"y" * 65536, 1_000_000)
+        answer = answer_of(sock)
+
+    assert status_of(answer) == 400  # uvicorn's: the head is over --max-head-bytes
+    assert sent < 1_000_000
+    with server.client() as client:
+        assert client.get("/sessions/nobody").status_code == 404  # and it serves on
+
+
+# -- bodies too large ------------------------------------------------------------------------------
+
+LIMIT_ERROR = {"error": "the body is larger than 1,048,576 bytes, the most this service takes"}
+
+
+def test_a_body_larger_than_the_limit_is_413_from_its_length_alone(server):
+    peak = server.memory_peak()
+    with server.connect() as sock:
+        started = time.monotonic()
+        sock.sendall(request_head("POST", "/sessions", ("Content-Length", str(100 * MB))))
+        answer = answer_of(sock)
+        took = time.monotonic() - started
+
+    assert status_of(answer) == 413
+    assert json_of(answer) == LIMIT_ERROR
+    assert b"\r\nconnection: close\r\n" in answer.lower()  # the rest of the body is not read
+    assert took < 2
+    assert server.memory_grown_since(peak) < 20 * MB
+
+
+def test_a_body_of_no_said_length_is_refused_once_past_the_limit_without_reading_it_all(server):
+    frame = b"10000\r\n" + b"x" * 0x10000 + b"\r\n"  # one chunk of 64 KiB
+    peak = server.memory_peak()
+    with server.connect() as sock:
+        started = time.monotonic()
+        head = request_head("POST", "/sessions", ("Transfer-Encoding", "chunked"))
+        sent = send_until_answered(sock, head, frame, 100 * MB)
+        answer = answer_of(sock)
+        took = time.monotonic() - started
+
+    assert status_of(answer) == 413
+    assert json_of(answer) == LIMIT_ERROR
+    assert sent < 10 * MB  # the limit and what the sockets' buffers held
+    assert took < 5
+    assert server.memory_grown_since(peak) < 20 * MB
+
+
+# -- slow and too many clients ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def strict(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The service with timeouts of a second, 20 connections at most and 512 open files."""
+    home = tmp_path_factory.mktemp("web-strict")
+    storage = f"sqlite:///{home / 'sessions.db'}"
+    options = [
+        *("--timeout-header", "1", "--timeout-body", "1", "--timeout-keep-alive", "1"),
+        *("--limit-concurrency", "20"),
+    ]
+    process, url = start(storage, home / "server.log", *options, preexec_fn=open_files(512))
+    try:
+        yield Server(url, storage, home / "server.log", process)
+    finally:
+        stop(process)
+
+
+@pytest.mark.slow
+def test_a_client_sending_its_head_a_byte_at_a_time_is_cut_off(strict):
+    # Each byte comes well within a second, but the head as a whole must come within one.
+    head = b"GET /sessions/nobody HTTP/1.1\r\nHost: test\r\nX-Padding: " + b"a" * 100
+    with strict.connect() as sock:
+        started = time.monotonic()
+        for byte in head:
+            try:
+                sock.sendall(bytes([byte]))
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            if select.select([sock], [], [], 0.25)[0]:
+                break
+        answer = answer_of(sock)
+        took = time.monotonic() - started
+
+    assert answer == b""  # closed without a word
+    assert 0.9 < took < 3
+    with strict.client() as client:
+        assert client.get("/sessions/nobody").status_code == 404
+
+
+@pytest.mark.slow
+def test_a_body_sent_too_slowly_is_408_and_changes_nothing(strict):
+    with strict.client() as client:
+        session_id = strict.new_session(client)
+    with strict.connect() as sock:
+        started = time.monotonic()
+        head = request_head("POST", f"/sessions/{session_id}/run", ("Content-Length", "100"))
+        sock.sendall(head + b'{"message": ')
+        while not select.select([sock], [], [], 0.25)[0]:
+            sock.sendall(b" ")  # a byte every quarter second: 100 would take 25 s
+        answer = answer_of(sock)
+        took = time.monotonic() - started
+
+    assert status_of(answer) == 408
+    assert json_of(answer) == {"error": "the body did not arrive within 1 s; send it again"}
+    assert b"\r\nconnection: close\r\n" in answer.lower()
+    assert 0.9 < took < 3
+    with strict.client() as client:
+        assert client.get(f"/sessions/{session_id}").json()["version"] == 1
+
+
+@pytest.mark.slow
+def test_idle_connections_past_the_limit_are_refused_and_the_log_stays_small(strict):
+    logged = strict.log.stat().st_size
+    sockets = []
+    started = time.monotonic()
+    try:
+        for _ in range(300):
+            sockets.append(strict.connect())
+        answers = answers_of(sockets, timeout=5)
+    finally:
+        for sock in sockets:
+            sock.close()
+    took = time.monotonic() - started
+
+    # 20 at a time were let in, and closed once they had sent no request for a second (which
+    # let the next 20 in); the others were answered at once, before they held a file descriptor
+    # for long.
+    assert len(answers) == 300, "some connections were neither answered nor closed"
+    refused = [answer for answer in answers if answer]
+    assert len(refused) >= 300 - 20 * (1 + int(took))
+    assert all(status_of(answer) == 503 for answer in refused)
+    assert json_of(refused[0]) == {"error": "too many connections; try again in a moment"}
+    with strict.client() as client:
+        assert client.get("/sessions/nobody").status_code == 404
+    time.sleep(0.2)
+    log = strict.log.read_bytes()[logged:]
+    assert b"Traceback" not in log
+    assert log.count(b"refused a connection") <= 10
+    assert len(log) < 5_000
+
+
+@pytest.mark.slow
+def test_out_of_file_descriptors_the_log_stays_small_and_the_service_recovers(tmp_path):
+    # No connection limit, and 128 open files: accepting runs out of file descriptors, which
+    # asyncio would log as thousands of tracebacks a second.
+    storage = f"sqlite:///{tmp_path / 'sessions.db'}"
+    options = ["--timeout-header", "1", "--limit-concurrency", "0"]
+    process, url = start(storage, tmp_path / "server.log", *options, preexec_fn=open_files(128))
+    flooded = Server(url, storage, tmp_path / "server.log", process)
+    try:
+        logged = flooded.log.stat().st_size
+        sockets = []
+        try:
+            for _ in range(300):
+                sockets.append(flooded.connect())
+            time.sleep(2)
+        finally:
+            for sock in sockets:
+                sock.close()
+        with flooded.client() as client:
+            assert client.get("/sessions/nobody").status_code == 404
+        log = flooded.log.read_bytes()[logged:]
+    finally:
+        stop(process)
+
+    assert b"cannot accept connections for now: Too many open files" in log
+    assert b"Traceback" not in log
+    assert len(log) < 5_000
+
+
+# -- plain HTTP over a socket ----------------------------------------------------------------------
+
+MB = 1024 * 1024
+
+
+def open_files(limit: int) -> Callable[[], None]:
+    """For ``preexec_fn``: the server may open at most ``limit`` files (and sockets)."""
+
+    def lower() -> None:
+        import resource
+
+        _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
+
+    return lower
+
+
+def request_head(method: str, path: str, *headers: tuple[str, str]) -> bytes:
+    lines = [f"{method} {path} HTTP/1.1", "Host: test", *(f"{k}: {v}" for k, v in headers)]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def send_until_answered(sock: socket.socket, head: bytes, pattern: bytes, total: int) -> int:
+    """Send ``head``, then ``pattern`` over and over, ``total`` bytes of it in all, but stop as
+    soon as the server answers or hangs up; how many bytes after the head were sent."""
+    sock.sendall(head)
+    window = memoryview(pattern * 2)
+    sent = 0
+    while sent < total:
+        readable, writable, _ = select.select([sock], [sock], [], 10)
+        if readable:
+            break
+        assert writable, "the server neither reads nor answers"
+        offset = sent % len(pattern)
+        try:
+            sent += sock.send(window[offset : offset + len(pattern)])
+        except (BrokenPipeError, ConnectionResetError):
+            break
+    return sent
+
+
+def answer_of(sock: socket.socket, timeout: float = 10) -> bytes:
+    """What the server sends until a whole answer came or it closed the connection."""
+    sock.settimeout(timeout)
+    data = b""
+    while True:
+        head, found, body = data.partition(b"\r\n\r\n")
+        length = re.search(rb"\r\ncontent-length: (\d+)", head, re.IGNORECASE)
+        if found and length and len(body) >= int(length.group(1)):
+            return data
+        try:
+            chunk = sock.recv(65536)
+        except ConnectionResetError:
+            return data
+        if not chunk:
+            return data
+        data += chunk
+
+
+def answers_of(sockets: list[socket.socket], timeout: float) -> list[bytes]:
+    """What the server sent on each socket that it answered or closed within ``timeout``."""
+    answers = []
+    with selectors.DefaultSelector() as waiting:
+        for sock in sockets:
+            waiting.register(sock, selectors.EVENT_READ)
+        deadline = time.monotonic() + timeout
+        while waiting.get_map() and time.monotonic() < deadline:
+            for key, _ in waiting.select(timeout=0.1):
+                waiting.unregister(key.fileobj)
+                answers.append(answer_of(key.fileobj))  # type: ignore[arg-type]
+    return answers
+
+
+def status_of(answer: bytes) -> int:
+    return int(answer.split(b" ", 2)[1])
+
+
+def json_of(answer: bytes) -> object:
+    return json.loads(answer.partition(b"\r\n\r\n")[2])
