@@ -25,6 +25,7 @@ import inspect
 import json
 import os
 import re
+import shlex
 import sys
 from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
@@ -42,7 +43,15 @@ from flowcore import (
     open_storage,
 )
 
-__all__ = ["SYSTEM_PROMPT", "ChatTurn", "Model", "build_graph", "fake_model", "main"]
+__all__ = [
+    "SYSTEM_PROMPT",
+    "ChatTurn",
+    "Model",
+    "build_graph",
+    "fake_model",
+    "main",
+    "outlives_the_process",
+]
 
 Messages = list[dict[str, str]]
 Model = Callable[[Messages], str | Awaitable[str]]
@@ -115,7 +124,18 @@ def load_model(target: str) -> Model:
     return model  # type: ignore[no-any-return]
 
 
-async def chat(runner: FlowRunner, session_id: str, read: Callable[[str], str]) -> int:
+async def chat(
+    runner: FlowRunner,
+    session_id: str,
+    read: Callable[[str], str],
+    *,
+    storage_url: str | None = None,
+) -> int:
+    """Chat until the session ends or the input does.
+
+    ``storage_url``, where ``runner`` keeps its sessions, decides what the end of the input
+    says: how to go on, or that the conversation ends with the process.
+    """
     updates = None
     while True:
         result = await runner.run(session_id, context_updates=updates)
@@ -126,7 +146,8 @@ async def chat(runner: FlowRunner, session_id: str, read: Callable[[str], str]) 
         try:
             updates = {USER_INPUT: read("you> ")}
         except EOFError:
-            print(f"\n(The conversation is stored: go on with --session {session_id})")
+            if storage_url is not None:
+                print(f"\n({how_to_go_on(storage_url, session_id)})")
             return 0
 
 
@@ -149,7 +170,32 @@ async def amain(args: argparse.Namespace) -> int:
         if session_id is None or await storage.get(session_id) is None:
             context = Context(max_chat_messages=args.max_messages)
             session_id = (await runner.create_session(session_id, context=context)).id
-        return await chat(runner, session_id, input if sys.stdin.isatty() else echoed)
+        read = input if sys.stdin.isatty() else echoed
+        return await chat(runner, session_id, read, storage_url=args.storage)
+
+
+def outlives_the_process(storage_url: str) -> bool:
+    """Whether sessions kept at ``storage_url`` are still there once this process has ended.
+
+    Not in memory (``memory://``, or SQLite's ``sqlite://`` and ``sqlite:///:memory:``).
+    """
+    parts = urlsplit(storage_url)
+    if parts.scheme == "memory":
+        return False
+    in_memory = parts.scheme.split("+")[0] == "sqlite" and parts.path[1:] in ("", ":memory:")
+    return not in_memory
+
+
+def how_to_go_on(storage_url: str, session_id: str) -> str:
+    if outlives_the_process(storage_url):
+        return (
+            "The conversation is stored: go on with the same --storage and "
+            f"--session {shlex.quote(session_id)}"
+        )
+    return (
+        f"The conversation was kept in memory ({storage_url}) and ends here: "
+        "a storage such as --storage sqlite:///.flowcore/chat.db keeps it between runs"
+    )
 
 
 def make_room_for(storage_url: str) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shlex
 import sys
 from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
@@ -36,7 +37,7 @@ from flowcore import (
     task,
 )
 
-__all__ = ["build_graph", "interact", "main"]
+__all__ = ["build_graph", "interact", "main", "outlives_the_process"]
 
 USER_INPUT = "user_input"
 
@@ -103,8 +104,14 @@ async def interact(
     session_id: str,
     read: Callable[[str], str] = input,
     write: Callable[[str], object] = print,
+    *,
+    storage_url: str | None = None,
 ) -> int:
-    """Run the session until it completes, asking ``read`` whenever it waits for input."""
+    """Run the session until it completes, asking ``read`` whenever it waits for input.
+
+    ``storage_url``, where ``runner`` keeps its sessions, decides what stopping at the end of
+    the input says: how to continue, or that the session ends with the process.
+    """
     updates = None
     while True:
         result = await runner.run(session_id, context_updates=updates)
@@ -119,15 +126,39 @@ async def interact(
                 try:
                     updates = {USER_INPUT: read("> ")}
                 except EOFError:
-                    write(
-                        f"\nStopped. The session is stored: continue it with --session {session_id}"
-                    )
+                    write(f"\nStopped. {how_to_continue(storage_url, session_id)}".rstrip())
                     return 0
             case ExecutionStatus.Paused():
                 continue  # the next task runs on the next call
             case ExecutionStatus.Error(message=message):
                 write(f"error: {message}")
                 return 1
+
+
+def outlives_the_process(storage_url: str) -> bool:
+    """Whether sessions kept at ``storage_url`` are still there once this process has ended.
+
+    Not in memory (``memory://``, or SQLite's ``sqlite://`` and ``sqlite:///:memory:``).
+    """
+    parts = urlsplit(storage_url)
+    if parts.scheme == "memory":
+        return False
+    in_memory = parts.scheme.split("+")[0] == "sqlite" and parts.path[1:] in ("", ":memory:")
+    return not in_memory
+
+
+def how_to_continue(storage_url: str | None, session_id: str) -> str:
+    if storage_url is None:
+        return ""
+    if outlives_the_process(storage_url):
+        return (
+            "The session is stored: continue it with the same --storage and "
+            f"--session {shlex.quote(session_id)}"
+        )
+    return (
+        f"The session was kept in memory ({storage_url}) and ends with this process: "
+        "a storage such as --storage sqlite:///.flowcore/interactive.db keeps it between runs"
+    )
 
 
 async def amain(storage_url: str, session_id: str | None) -> int:
@@ -137,7 +168,8 @@ async def amain(storage_url: str, session_id: str | None) -> int:
             session_id = (await runner.create_session(session_id)).id
         else:
             print(f"Continuing session {session_id}.")
-        return await interact(runner, session_id, read=input if sys.stdin.isatty() else echoed)
+        read = input if sys.stdin.isatty() else echoed
+        return await interact(runner, session_id, read=read, storage_url=storage_url)
 
 
 def echoed(prompt: str) -> str:

@@ -75,7 +75,8 @@ def test_an_interactive_session_stopped_with_end_of_input_continues_in_a_new_pro
     assert first.returncode == 0, first.stderr
     assert first.stdout.endswith(
         "How much are you claiming, in EUR?\n\n"
-        "Stopped. The session is stored: continue it with --session claim-9\n"
+        "Stopped. The session is stored: continue it with the same --storage and "
+        "--session claim-9\n"
     )
 
     second = run_example("interactive", *storage, stdin="4500\nyes\n", cwd=tmp_path)
@@ -83,6 +84,44 @@ def test_an_interactive_session_stopped_with_end_of_input_continues_in_a_new_pro
     assert second.stdout.startswith("Continuing session claim-9.\n")
     assert "Claim 4500 EUR for Grace Hopper: is that right? (yes/no)" in second.stdout
     assert second.stdout.endswith("Claim of 4500 EUR sent to an adjuster.\nDone.\n")
+
+
+def test_an_interactive_session_in_memory_is_not_said_to_be_stored():
+    stopped = run_example("interactive", "--session", "claim 9", stdin="Grace Hopper\n")
+
+    assert stopped.returncode == 0, stopped.stderr
+    assert "stored" not in stopped.stdout
+    assert "--session" not in stopped.stdout
+    assert stopped.stdout.endswith(
+        "How much are you claiming, in EUR?\n\n"
+        "Stopped. The session was kept in memory (memory://) and ends with this process: "
+        "a storage such as --storage sqlite:///.flowcore/interactive.db keeps it between runs\n"
+    )
+
+
+def test_a_stored_session_id_is_quoted_for_the_shell(tmp_path):
+    storage = ["--storage", "sqlite:///claims.db", "--session", "Grace's claim"]
+
+    stopped = run_example("interactive", *storage, stdin="Grace Hopper\n", cwd=tmp_path)
+
+    assert stopped.stdout.endswith("--session 'Grace'\"'\"'s claim'\n")
+
+
+@pytest.mark.parametrize(
+    ("url", "outlives"),
+    [
+        ("memory://", False),
+        ("sqlite://", False),
+        ("sqlite:///:memory:", False),
+        ("sqlite+aiosqlite:///:memory:", False),
+        ("sqlite:///claims.db", True),
+        ("sqlite:////var/lib/claims.db", True),
+        ("postgresql://postgres@127.0.0.1/test", True),
+    ],
+)
+def test_only_a_storage_outside_the_process_is_said_to_keep_sessions(url, outlives):
+    assert interactive.outlives_the_process(url) is outlives
+    assert chat.outlives_the_process(url) is outlives
 
 
 async def test_the_loop_takes_any_source_of_answers():
@@ -130,10 +169,24 @@ def test_show_prompt_prints_the_messages_the_model_is_sent():
 def test_a_conversation_goes_on_in_a_new_process(tmp_path):
     storage = ["--storage", "sqlite:///chat.db", "--session", "c1"]
 
-    run_example("chat", *storage, stdin="My name is Grace\n", cwd=tmp_path)
+    first = run_example("chat", *storage, stdin="My name is Grace\n", cwd=tmp_path)
     done = run_example("chat", *storage, stdin="What's my name?\n", cwd=tmp_path)
 
+    assert first.stdout.endswith(
+        "\n(The conversation is stored: go on with the same --storage and --session c1)\n"
+    )
     assert "bot> You told me your name is Grace." in done.stdout
+
+
+def test_a_conversation_in_memory_is_not_said_to_be_stored():
+    done = run_example("chat", "--session", "c1", stdin="My name is Grace\n")
+
+    assert done.returncode == 0, done.stderr
+    assert "stored" not in done.stdout
+    assert done.stdout.endswith(
+        "\n(The conversation was kept in memory (memory://) and ends here: "
+        "a storage such as --storage sqlite:///.flowcore/chat.db keeps it between runs)\n"
+    )
 
 
 async def test_the_model_is_any_function_and_gets_messages_for_llm_after_the_system_prompt():
