@@ -2,13 +2,18 @@
 
 Parameter names (the keys of the dict each statement is executed with):
 
-- ``session_id``, ``now`` (an aware datetime), ``expires_at`` (aware datetime or None);
+- ``session_id``; ``expires_at`` (an aware datetime or None) for a session's own expiry at a
+  given time, ``delay`` (seconds) for one a delay from now;
 - for a save: ``graph_id``, ``current_task_id``, ``status_message``, ``is_completed``,
-  ``blob``, ``expected_version`` (what the session was loaded at) and ``new_version``;
+  ``blob``, ``expected_version`` (what the session was loaded at), ``new_version`` and ``ttl``
+  (seconds, or None for no expiry);
 - for cleanup: ``batch`` (how many rows at most);
 - for a listing: ``after`` (list only the ids after it) and ``limit`` (how many ids at most).
 
-A session whose ``expires_at`` has passed is treated everywhere as missing.
+Time is the database's: "now" is computed by the database inside each statement (PostgreSQL's
+``now()``; SQLite's ``'now'``, the clock of the machine that runs the statement), never by the
+client, so a client whose clock is wrong cannot expire a live session or revive a dead one. A
+session whose ``expires_at`` has passed is treated everywhere as missing.
 """
 
 from __future__ import annotations
@@ -18,7 +23,10 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 
 from flowcore_sql._schema import UtcDateTime, sessions
 
@@ -31,13 +39,54 @@ __all__ = [
     "SELECT",
     "SELECT_EXPIRY",
     "SELECT_STORED",
-    "SET_EXPIRY",
+    "SET_EXPIRY_AFTER",
+    "SET_EXPIRY_AT",
     "UPDATE",
 ]
 
+# SQLite keeps a timestamp as text, as SQLAlchemy writes it ("2025-04-01 09:30:00.123456", UTC
+# here): the database's time is written the same way, so that texts compare as instants. SQLite's
+# clock counts milliseconds.
+_SQLITE_TIME = "strftime('%Y-%m-%d %H:%M:%f000', {})"
+
+
+class _Now(FunctionElement[Any]):
+    """The database's current time (the same throughout one statement)."""
+
+    type = UtcDateTime()
+    inherit_cache = True
+
+
+class _FromNow(FunctionElement[Any]):
+    """The database's current time plus a number of seconds (NULL when it is NULL)."""
+
+    type = UtcDateTime()
+    inherit_cache = True
+
+
+@compiles(_Now, "postgresql")
+def _now_postgresql(element: _Now, compiler: SQLCompiler, **kw: Any) -> str:
+    return "now()"
+
+
+@compiles(_Now, "sqlite")
+def _now_sqlite(element: _Now, compiler: SQLCompiler, **kw: Any) -> str:
+    return _SQLITE_TIME.format("'now'")
+
+
+@compiles(_FromNow, "postgresql")
+def _from_now_postgresql(element: _FromNow, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"now() + make_interval(secs => {compiler.process(element.clauses, **kw)})"
+
+
+@compiles(_FromNow, "sqlite")
+def _from_now_sqlite(element: _FromNow, compiler: SQLCompiler, **kw: Any) -> str:
+    seconds = compiler.process(element.clauses, **kw)
+    return _SQLITE_TIME.format(f"julianday('now') + {seconds} / 86400.0")
+
+
 _c = sessions.c
-_now = sa.bindparam("now", type_=UtcDateTime)
-_expires_at = sa.bindparam("expires_at", type_=UtcDateTime)
+_now = _Now()
 _this_session = _c.id == sa.bindparam("session_id", type_=sa.Text)
 _live = sa.or_(_c.expires_at.is_(None), _c.expires_at > _now)
 _expired = _c.expires_at <= _now  # false for NULL: a session without expiry never expires
@@ -45,8 +94,8 @@ _expired = _c.expires_at <= _now  # false for NULL: a session without expiry nev
 SELECT = sa.select(_c.version, _c.blob).where(_this_session, _live)
 """``(version, blob)`` of a live session."""
 
-SELECT_STORED = sa.select(_c.version, _c.expires_at).where(_this_session)
-"""``(version, expires_at)`` of the row, live or expired: explains a refused save."""
+SELECT_STORED = sa.select(_c.version, _c.expires_at, _expired).where(_this_session)
+"""``(version, expires_at, expired)`` of the row, live or expired: explains a refused save."""
 
 _saved_fields: dict[str, Any] = {
     "graph_id": sa.bindparam("graph_id", type_=sa.Text),
@@ -57,6 +106,7 @@ _saved_fields: dict[str, Any] = {
     "blob": sa.bindparam("blob", type_=sa.LargeBinary),
     "updated_at": _now,
 }
+_renewed = _FromNow(sa.bindparam("ttl", type_=sa.Float))
 
 UPDATE = (
     sessions.update()
@@ -68,7 +118,7 @@ UPDATE = (
     .values(
         **_saved_fields,
         # A session's own expiry (set_expiry) outlives saves; otherwise each save renews it.
-        expires_at=sa.case((_c.own_expiry, _c.expires_at), else_=_expires_at),
+        expires_at=sa.case((_c.own_expiry, _c.expires_at), else_=_renewed),
     )
 )
 """Compare-and-set: changes one row only if it is live and at ``expected_version``."""
@@ -78,7 +128,7 @@ def _insert(insert: Callable[[sa.Table], Any]) -> Any:
     statement = insert(sessions).values(
         id=sa.bindparam("session_id", type_=sa.Text),
         created_at=_now,
-        expires_at=_expires_at,
+        expires_at=_renewed,
         own_expiry=sa.false(),
         **_saved_fields,
     )
@@ -99,12 +149,19 @@ INSERT: dict[str, Any] = {
 
 DELETE = sessions.delete().where(_this_session)
 
-SET_EXPIRY = (
+SET_EXPIRY_AT = (
     sessions.update()
     .where(_this_session, _live)
-    .values(expires_at=_expires_at, own_expiry=sa.true())
+    .values(expires_at=sa.bindparam("expires_at", type_=UtcDateTime), own_expiry=sa.true())
 )
-"""Give a live session its own expiry (or none: ``expires_at`` None)."""
+"""Give a live session its own expiry, at a time (or none: ``expires_at`` None)."""
+
+SET_EXPIRY_AFTER = (
+    sessions.update()
+    .where(_this_session, _live)
+    .values(expires_at=_FromNow(sa.bindparam("delay", type_=sa.Float)), own_expiry=sa.true())
+)
+"""Give a live session its own expiry, ``delay`` seconds from now."""
 
 SELECT_EXPIRY = sa.select(_c.expires_at).where(_this_session, _live)
 
@@ -156,7 +213,8 @@ class DialectStatements:
             UPDATE,
             self.insert,
             DELETE,
-            SET_EXPIRY,
+            SET_EXPIRY_AT,
+            SET_EXPIRY_AFTER,
             SELECT_EXPIRY,
             CLEANUP,
             *self.listings.values(),

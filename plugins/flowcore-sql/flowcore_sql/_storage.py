@@ -25,7 +25,8 @@ from flowcore_sql._statements import (
     SELECT,
     SELECT_EXPIRY,
     SELECT_STORED,
-    SET_EXPIRY,
+    SET_EXPIRY_AFTER,
+    SET_EXPIRY_AT,
     UPDATE,
 )
 
@@ -34,6 +35,7 @@ __all__ = ["Expiry", "Row", "SqlSessionStorage", "describe_error", "root_error"]
 _UTC = timezone.utc
 _S = TypeVar("_S", bound="SqlSessionStorage")
 _MAX_LIMIT = 2**63 - 1  # the largest LIMIT both databases take: a larger one lists them all
+_MAX_DELAY = timedelta(days=36_525)  # 100 years: SQLite's date functions stop at the year 9999
 
 Expiry = datetime | timedelta | float | None
 """When a session expires: an aware datetime, a delay from now (timedelta or seconds), or None
@@ -53,6 +55,9 @@ class SqlSessionStorage(SessionStorage):
     :class:`~flowcore_sql.SqliteSessionStorage` or :class:`~flowcore_sql.PostgresSessionStorage`.
     It connects (and, unless ``migrate=False``, applies the migrations) on first use or in
     ``async with``. Use it from one event loop.
+
+    Expiry is judged by the database's clock, in the statements themselves: never by the clock
+    of the process that happens to run them.
     """
 
     _driver_errors: ClassVar[tuple[type[BaseException], ...]]
@@ -61,6 +66,7 @@ class SqlSessionStorage(SessionStorage):
     def __init__(self, url: str, *, ttl: timedelta | float | None, migrate: bool) -> None:
         self._url = url
         self._ttl = _duration("ttl", ttl)
+        self._ttl_seconds = None if self._ttl is None else self._ttl.total_seconds()
         self._migrate_on_connect = migrate
         self._opened = False
         self._ready = False  # opened, and migrated when asked to
@@ -97,7 +103,7 @@ class SqlSessionStorage(SessionStorage):
         if not self._ready:
             await self._start()
         try:
-            row = await self._first(SELECT, {"session_id": session_id, "now": _utcnow()})
+            row = await self._first(SELECT, {"session_id": session_id})
         except self._driver_errors as exc:
             raise self._failure(f"load session '{session_id}' from", exc) from exc
         if row is None:
@@ -114,7 +120,6 @@ class SqlSessionStorage(SessionStorage):
         session_id = _check_id(session.id)
         blob = encode_session(session)  # SerializationError here changes nothing
         expected = session.version
-        now = _utcnow()
         params = {
             "session_id": session_id,
             "graph_id": session.graph_id,
@@ -124,8 +129,7 @@ class SqlSessionStorage(SessionStorage):
             "blob": blob,
             "expected_version": expected,
             "new_version": expected + 1,
-            "now": now,
-            "expires_at": None if self._ttl is None else now + self._ttl,
+            "ttl": self._ttl_seconds,
         }
         if not self._ready:
             await self._start()
@@ -134,7 +138,7 @@ class SqlSessionStorage(SessionStorage):
         except self._driver_errors as exc:
             raise self._failure(f"save session '{session_id}' to", exc, saving=True) from exc
         if changed != 1:
-            raise await self._refusal(session, now)
+            raise await self._refusal(session)
         session.version = expected + 1
 
     async def delete(self, session_id: str) -> None:
@@ -152,7 +156,7 @@ class SqlSessionStorage(SessionStorage):
         To page through many sessions, pass the last id of a page as ``after`` for the next.
         """
         check_listing(limit, after)
-        params: dict[str, Any] = {"now": _utcnow()}
+        params: dict[str, Any] = {}
         if after is not None:
             params["after"] = after
         if limit is not None:
@@ -201,16 +205,12 @@ class SqlSessionStorage(SessionStorage):
     async def set_expiry(self, session_id: str, expires: Expiry) -> None:
         """Give one session its own expiry, which later saves keep (instead of renewing ``ttl``).
 
-        ``expires`` is an aware datetime, a delay from now (timedelta or seconds), or None for
-        never. Raises SessionNotFound for a missing or expired session.
+        ``expires`` is an aware datetime, a delay from now by the database's clock (timedelta
+        or seconds, at most 100 years; 0 or less: expired at once), or None for never. Raises
+        SessionNotFound for a missing or expired session.
         """
-        now = _utcnow()
-        params = {
-            "session_id": _check_id(session_id),
-            "now": now,
-            "expires_at": _expiry_time(expires, now),
-        }
-        if await self._change(SET_EXPIRY, params, "set the expiry of session {id} in") == 0:
+        statement, params = _expiry_params(_check_id(session_id), expires)
+        if await self._change(statement, params, "set the expiry of session {id} in") == 0:
             raise SessionNotFound(session_id)
 
     async def get_expiry(self, session_id: str) -> datetime | None:
@@ -218,7 +218,7 @@ class SqlSessionStorage(SessionStorage):
 
         Raises SessionNotFound for a missing or expired session.
         """
-        params = {"session_id": _check_id(session_id), "now": _utcnow()}
+        params = {"session_id": _check_id(session_id)}
         if not self._ready:
             await self._start()
         try:
@@ -231,20 +231,18 @@ class SqlSessionStorage(SessionStorage):
         return None if expires_at is None else expires_at.astimezone(_UTC)
 
     async def cleanup(self, *, batch: int = 1000) -> int:
-        """Delete the sessions that had expired when it started, ``batch`` rows per transaction.
+        """Delete the expired sessions, ``batch`` rows per transaction; return how many.
 
-        Returns how many it deleted. Saves go on meanwhile: each batch is short, and on
-        PostgreSQL a row that a save holds is skipped (a later cleanup deletes it if it has
-        still expired). Expired sessions already read as missing; this reclaims their space.
+        Each batch deletes what has expired by the database's clock when it runs. Saves go on
+        meanwhile: each batch is short, and on PostgreSQL a row that a save holds is skipped (a
+        later cleanup deletes it if it has still expired). Expired sessions already read as
+        missing; this reclaims their space.
         """
         if type(batch) is not int or batch < 1:
             raise ValueError(f"batch must be a positive int, got {batch!r}")
-        now = _utcnow()
         deleted = 0
         while True:
-            count = await self._change(
-                CLEANUP, {"now": now, "batch": batch}, "delete expired sessions from"
-            )
+            count = await self._change(CLEANUP, {"batch": batch}, "delete expired sessions from")
             deleted += count
             if count < batch:
                 return deleted
@@ -328,13 +326,13 @@ class SqlSessionStorage(SessionStorage):
             what = action.format(id=f"'{params.get('session_id')}'")
             raise self._failure(what, exc) from exc
 
-    async def _refusal(self, session: Session, now: datetime) -> SessionConflict:
+    async def _refusal(self, session: Session) -> SessionConflict:
         """The SessionConflict for a save that changed no row, saying why."""
         try:
             row = await self._first(SELECT_STORED, {"session_id": session.id})
         except self._driver_errors:
             row = None  # the save was refused all the same; explain it as best we can
-        if row is not None and row[1] is not None and row[1] <= now:
+        if row is not None and row[2]:
             return SessionConflict(
                 f"Session '{session.id}' expired at {row[1].astimezone(_UTC):%Y-%m-%d %H:%M:%S} "
                 f"UTC, after it was loaded at version {session.version}; nothing was saved"
@@ -385,10 +383,6 @@ def _check_id(session_id: object) -> str:
     return session_id
 
 
-def _utcnow() -> datetime:
-    return datetime.now(_UTC)
-
-
 def _duration(name: str, value: timedelta | float | None) -> timedelta | None:
     if value is None:
         return None
@@ -402,24 +396,31 @@ def _duration(name: str, value: timedelta | float | None) -> timedelta | None:
         )
     if duration <= timedelta(0):
         raise ValueError(f"{name} must be positive, got {value!r}")
+    if duration > _MAX_DELAY:
+        raise ValueError(f"{name} must be at most {_MAX_DELAY.days // 365} years, got {value!r}")
     return duration
 
 
-def _expiry_time(expires: Expiry, now: datetime) -> datetime | None:
+def _expiry_params(session_id: str, expires: Expiry) -> tuple[Executable, dict[str, Any]]:
+    """The statement and parameters that give ``session_id`` the expiry ``expires``."""
     if isinstance(expires, datetime):
         if expires.tzinfo is None or expires.utcoffset() is None:
             raise ValueError(
                 f"expires must be an aware datetime (e.g. datetime.now(timezone.utc) + ...), "
                 f"got the naive {expires!r}"
             )
-        return expires.astimezone(_UTC)
+        return SET_EXPIRY_AT, {"session_id": session_id, "expires_at": expires.astimezone(_UTC)}
     if expires is None:
-        return None
-    if isinstance(expires, timedelta) or (
-        isinstance(expires, (int, float)) and not isinstance(expires, bool)
-    ):
-        return now + (expires if isinstance(expires, timedelta) else timedelta(seconds=expires))
-    raise TypeError(
-        "expires must be an aware datetime, a timedelta, a number of seconds or None, got "
-        f"{type(expires).__name__}"
-    )
+        return SET_EXPIRY_AT, {"session_id": session_id, "expires_at": None}
+    if isinstance(expires, bool) or not isinstance(expires, (timedelta, int, float)):
+        raise TypeError(
+            "expires must be an aware datetime, a timedelta, a number of seconds or None, got "
+            f"{type(expires).__name__}"
+        )
+    delay = expires.total_seconds() if isinstance(expires, timedelta) else float(expires)
+    if not abs(delay) <= _MAX_DELAY.total_seconds():  # NaN too
+        raise ValueError(
+            f"expires must be a delay of at most {_MAX_DELAY.days // 365} years either way, got "
+            f"{expires!r}"
+        )
+    return SET_EXPIRY_AFTER, {"session_id": session_id, "delay": delay}
