@@ -16,8 +16,7 @@ import contextlib
 import time
 import uuid
 from collections.abc import Mapping
-from datetime import timedelta
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import asyncpg
 import sqlalchemy as sa
@@ -27,11 +26,18 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.sql import Executable
 
+from flowcore import StorageError
 from flowcore_sql._compiled import CompiledStatement
 from flowcore_sql._migrate import LATEST_VERSION, apply_migrations, schema_version
+from flowcore_sql._options import POSTGRES_OPTIONS, resolve
 from flowcore_sql._statements import STATEMENTS
 from flowcore_sql._storage import Row, SqlSessionStorage, root_error
 from flowcore_sql._urls import postgres_url
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from flowcore_sql._options import PostgresOptions
 
 __all__ = ["PostgresSessionStorage"]
 
@@ -41,7 +47,8 @@ _MIGRATION_LOCK = 0x666C6F77636F7265  # "flowcore": the advisory lock migrations
 class PostgresSessionStorage(SqlSessionStorage):
     """Sessions in the PostgreSQL database at ``url`` (``postgresql://user:password@host/db``).
 
-    - ``ttl``, ``migrate``: as for every SQL storage (see :class:`SqlSessionStorage`).
+    - ``ttl``, ``migrate``: as for every SQL storage (see :class:`SqlSessionStorage`). Expiry
+      is judged by the server's clock (``now()``), whatever the clocks of its clients say.
     - ``schema``: the PostgreSQL schema for flowcore's tables (created by the migrations when
       missing); None, the default, uses the connection's search path (usually ``public``).
     - ``pool_size``, ``max_overflow``, ``pool_timeout``, ``pool_recycle``, ``pool_pre_ping``:
@@ -56,7 +63,13 @@ class PostgresSessionStorage(SqlSessionStorage):
       (PgBouncer in transaction mode): statements are then prepared unnamed, every time, and
       no session setting is sent at connect (``command_timeout`` is then kept by the client).
     - ``engine_options``: more keyword arguments for ``create_async_engine``.
+
+    Options may also be given in the URL's query (``?ttl=3600&pool_size=10``), beside the
+    connection's own ``host``, ``port``, ``ssl`` (or libpq's ``sslmode``) and
+    ``target_session_attrs``. The URL must name the host and the database.
     """
+
+    _nul_in_text: ClassVar[bool] = False
 
     _driver_errors: ClassVar[tuple[type[BaseException], ...]] = (
         SQLAlchemyError,
@@ -68,31 +81,19 @@ class PostgresSessionStorage(SqlSessionStorage):
         TimeoutError,
     )
 
-    def __init__(
-        self,
-        url: str,
-        *,
-        ttl: timedelta | float | None = None,
-        migrate: bool = True,
-        schema: str | None = None,
-        pool_size: int = 5,
-        max_overflow: int = 10,
-        pool_timeout: float = 30.0,
-        pool_recycle: float = -1,
-        pool_pre_ping: bool = False,
-        connect_timeout: float = 10.0,
-        command_timeout: float | None = 30.0,
-        prepared_statements: bool = True,
-        engine_options: Mapping[str, Any] | None = None,
-    ) -> None:
-        engine_url, shown = postgres_url(url)
-        super().__init__(shown, ttl=ttl, migrate=migrate)
-        if schema is not None and (type(schema) is not str or not schema):
-            raise ValueError(f"schema must be a non-empty str or None, got {schema!r}")
-        if pool_size < 1 or max_overflow < 0:
-            raise ValueError(
-                f"pool_size must be >= 1 and max_overflow >= 0, got {pool_size} and {max_overflow}"
-            )
+    def __init__(self, url: str, **options: Unpack[PostgresOptions]) -> None:
+        address = postgres_url(url)
+        values = resolve(POSTGRES_OPTIONS, options, address.options, address.shown)
+        super().__init__(address.shown, ttl=values["ttl"], migrate=values["migrate"])
+        engine_url = address.engine_url
+        schema: str | None = values["schema"]
+        pool_size: int = values["pool_size"]
+        max_overflow: int = values["max_overflow"]
+        pool_timeout: float = values["pool_timeout"]
+        pool_recycle: float = values["pool_recycle"]
+        connect_timeout: float = values["connect_timeout"]
+        command_timeout: float | None = values["command_timeout"]
+        prepared_statements: bool = values["prepared_statements"]
         self._engine_url = engine_url
         self._schema = schema
         self._pool_size = pool_size
@@ -100,8 +101,6 @@ class PostgresSessionStorage(SqlSessionStorage):
         self._pool_recycle = pool_recycle
         self._connect_timeout = connect_timeout
         self._prepared_statements = prepared_statements
-        if command_timeout is not None and command_timeout <= 0:
-            raise ValueError(f"command_timeout must be positive or None, got {command_timeout!r}")
         self._command_timeout = command_timeout
         server_settings = {"application_name": "flowcore"}
         if command_timeout is not None and prepared_statements:
@@ -126,20 +125,20 @@ class PostgresSessionStorage(SqlSessionStorage):
                 prepared_statement_cache_size=0,  # SQLAlchemy's cache (migrations)
                 prepared_statement_name_func=_unique_statement_name,
             )
-        options = dict(engine_options or {})
-        connect_args.update(options.pop("connect_args", {}))
+        extra = dict(values["engine_options"] or {})
+        connect_args.update(extra.pop("connect_args", {}))
         if schema is not None:
-            execution_options = dict(options.pop("execution_options", {}))
+            execution_options = dict(extra.pop("execution_options", {}))
             execution_options["schema_translate_map"] = {None: schema}
-            options["execution_options"] = execution_options
+            extra["execution_options"] = execution_options
         self._engine_options: dict[str, Any] = {
             "pool_size": pool_size,
             "max_overflow": max_overflow,
             "pool_timeout": pool_timeout,
             "pool_recycle": pool_recycle,
-            "pool_pre_ping": pool_pre_ping,
+            "pool_pre_ping": values["pool_pre_ping"],
             "connect_args": connect_args,
-            **options,
+            **extra,
         }
         self._engine: AsyncEngine | None = None
         self._statements: dict[int, CompiledStatement] = {}
@@ -152,7 +151,7 @@ class PostgresSessionStorage(SqlSessionStorage):
         self._watchdog: asyncio.TimerHandle | None = None
 
     @classmethod
-    async def connect(cls, url: str, **options: Any) -> PostgresSessionStorage:
+    async def connect(cls, url: str, **options: Unpack[PostgresOptions]) -> PostgresSessionStorage:
         """Connect to ``url`` and apply the migrations (unless ``migrate=False``), as graph-flow's
         ``PostgresSessionStorage::connect`` does. Close it with ``await storage.close()``."""
         storage = cls(url, **options)
@@ -180,7 +179,13 @@ class PostgresSessionStorage(SqlSessionStorage):
     # -- connecting --------------------------------------------------------------------------------
 
     async def _open(self) -> None:
-        engine = create_async_engine(self._engine_url, **self._engine_options)
+        try:
+            engine = create_async_engine(self._engine_url, **self._engine_options)
+        except (TypeError, ValueError) as exc:
+            raise StorageError(
+                f"Could not open {self._url}: SQLAlchemy refused the engine_options "
+                f"({type(exc).__name__}: {exc}); correct or drop them"
+            ) from None
         translate: dict[str | None, str] | None = (
             None if self._schema is None else {None: self._schema}
         )
@@ -438,9 +443,12 @@ class PostgresSessionStorage(SqlSessionStorage):
     # -- messages ----------------------------------------------------------------------------------
 
     def _connection_lost(self, exc: BaseException) -> bool:
+        """True when ``exc`` says the connection broke (so a statement's outcome is unknown)."""
         if isinstance(exc, DBAPIError) and exc.connection_invalidated:
             return True
         root = root_error(exc)
+        if isinstance(root, pg.QueryCanceledError):
+            return False  # the server cancelled the statement and rolled it back
         return isinstance(
             root,
             (
@@ -448,11 +456,21 @@ class PostgresSessionStorage(SqlSessionStorage):
                 asyncio.TimeoutError,
                 TimeoutError,
                 pg.PostgresConnectionError,
-                pg.OperatorInterventionError,
+                pg.OperatorInterventionError,  # e.g. the server shutting down
                 asyncpg.InterfaceError,
                 asyncpg.InternalClientError,
             ),
         )
+
+    def _save_outcome(self, exc: BaseException) -> str | None:
+        if self._connection_lost(exc):
+            return (
+                "The connection broke during the save, which may have been stored all the "
+                "same: load the session to see its version"
+            )
+        if isinstance(root_error(exc), asyncpg.PostgresError):
+            return "The server rolled the save back: nothing was stored"
+        return None
 
     def _hint(self, exc: BaseException) -> str | None:
         root = root_error(exc)
@@ -463,8 +481,8 @@ class PostgresSessionStorage(SqlSessionStorage):
             )
         if isinstance(root, pg.QueryCanceledError) and self._command_timeout is not None:
             return (
-                f"The statement ran longer than command_timeout ({self._command_timeout:g}s) "
-                "and was rolled back: another transaction may hold the session's row"
+                f"The statement ran longer than command_timeout ({self._command_timeout:g}s), "
+                "so the server cancelled it: another transaction may hold the session's row"
             )
         if isinstance(root, pg.UndefinedTableError):
             return "The tables are missing: run `await storage.migrate()`"

@@ -8,6 +8,11 @@ share the file through WAL and wait for its lock up to ``busy_timeout``.
 
 A step's statements are compiled once and run on the sqlite3 connection itself (``_compiled``
 says why); the engine configures the connection and runs the migrations.
+
+Read-only mode (``read_only=True``, ``?mode=ro``) gets special care. Reading a WAL database needs
+its ``-shm`` and ``-wal`` files, which SQLite cannot create in a read-only directory or mount. When
+it cannot, and there is no ``-wal`` file whose changes would be missed, the file is opened as
+immutable, which needs neither: it must then not change while it is open.
 """
 
 from __future__ import annotations
@@ -16,29 +21,35 @@ import asyncio
 import contextlib
 import functools
 import os
+import pathlib
 import queue
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from datetime import timedelta
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.sql import Executable
 
+from flowcore import StorageError
 from flowcore_sql._compiled import CompiledStatement
 from flowcore_sql._migrate import LATEST_VERSION, apply_migrations, schema_version
+from flowcore_sql._options import SQLITE_OPTIONS, resolve
 from flowcore_sql._statements import STATEMENTS
-from flowcore_sql._storage import Row, SqlSessionStorage
+from flowcore_sql._storage import Row, SqlSessionStorage, root_error
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from flowcore_sql._options import SqliteOptions
 
 __all__ = ["SqliteSessionStorage"]
 
 _T = TypeVar("_T")
 
-_SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 _MEMORY = ":memory:"
 
 
@@ -46,15 +57,23 @@ class SqliteSessionStorage(SqlSessionStorage):
     """Sessions in the SQLite database at ``path`` (``":memory:"``: in this process only).
 
     - ``ttl``: how long a session lives after its last save (a timedelta or seconds; None, the
-      default: for ever). :meth:`set_expiry` gives one session its own expiry.
+      default: for ever). :meth:`set_expiry` gives one session its own expiry. Expiry is judged
+      by SQLite's clock, which is the clock of the machine running the process.
     - ``migrate``: apply the migrations when connecting (default True); see :meth:`migrate`.
     - ``busy_timeout``: seconds to wait for another process's write lock (default 5).
     - ``synchronous``: SQLite's ``synchronous`` setting. ``"NORMAL"`` (the default) with WAL
       never corrupts the database, but a power cut may lose the last saves; ``"FULL"`` syncs
       every save to disk, at the cost of a disk flush per step.
-    - ``engine_options``: more keyword arguments for ``sqlalchemy.create_engine``.
+    - ``create_dirs``: create the file's directory, and its parents, when missing (default
+      False: a missing directory is a StorageError, which catches a mistyped path).
+    - ``read_only``: only read the database, which must exist: no migrations, and saves,
+      deletes and expiry changes raise StorageError. Works on a read-only file, directory or
+      mount. The URL form is ``sqlite:///path.db?mode=ro``.
+    - ``engine_options``: more keyword arguments for ``sqlalchemy.create_engine``
+      (``connect_args`` go to ``sqlite3.connect``).
 
-    The file is created if missing (its directory must exist).
+    The file is created if missing. Options may also be given in a URL's query, e.g.
+    ``open_storage("sqlite:///sessions.db?create_dirs=true&ttl=3600")``.
     """
 
     _driver_errors: ClassVar[tuple[type[BaseException], ...]] = (
@@ -63,30 +82,28 @@ class SqliteSessionStorage(SqlSessionStorage):
         OSError,
     )
 
-    def __init__(
-        self,
-        path: str | os.PathLike[str],
-        *,
-        ttl: timedelta | float | None = None,
-        migrate: bool = True,
-        busy_timeout: float = 5.0,
-        synchronous: str = "NORMAL",
-        engine_options: Mapping[str, Any] | None = None,
-    ) -> None:
-        raw = os.fspath(path)
-        if not isinstance(raw, str) or not raw:
-            raise ValueError(f"path must be a file path or ':memory:', got {path!r}")
-        if synchronous.upper() not in _SYNCHRONOUS:
-            raise ValueError(
-                f"synchronous must be one of {', '.join(_SYNCHRONOUS)}, got {synchronous!r}"
+    def __init__(self, path: str | os.PathLike[str], **options: Unpack[SqliteOptions]) -> None:
+        raw = _check_path(path)
+        values = resolve(SQLITE_OPTIONS, options, {}, f"sqlite:///{raw}")
+        read_only: bool = values["read_only"]
+        if read_only and (raw == _MEMORY or values["create_dirs"]):
+            reason = "a new in-memory database" if raw == _MEMORY else "create_dirs"
+            raise StorageError(
+                f"sqlite:///{raw}: read-only mode reads an existing database, which rules out "
+                f"{reason}; drop one of the two"
             )
-        if busy_timeout < 0:
-            raise ValueError(f"busy_timeout must be >= 0 seconds, got {busy_timeout!r}")
         self._path = raw if raw == _MEMORY else os.path.abspath(raw)
-        super().__init__(f"sqlite:///{raw}", ttl=ttl, migrate=migrate)
-        self._busy_timeout = busy_timeout
-        self._synchronous = synchronous.upper()
-        self._engine_options = dict(engine_options or {})
+        super().__init__(
+            f"sqlite:///{raw}" + ("?mode=ro" if read_only else ""),
+            ttl=values["ttl"],
+            migrate=values["migrate"],
+            read_only=read_only,
+        )
+        self._busy_timeout: float = values["busy_timeout"]
+        self._synchronous: str = values["synchronous"]
+        self._create_dirs: bool = values["create_dirs"]
+        self._engine_options = dict(values["engine_options"] or {})
+        self._immutable = False  # read-only, and the -shm and -wal files cannot be made
         self._worker: _Worker | None = None
         self._engine: Engine | None = None
         self._connection: Connection | None = None
@@ -122,11 +139,7 @@ class SqliteSessionStorage(SqlSessionStorage):
             raise
 
     def _connect(self) -> None:
-        if self._path != _MEMORY and not os.path.isdir(os.path.dirname(self._path)):
-            raise OSError(
-                f"the directory {os.path.dirname(self._path)!r} does not exist; create it first"
-            )
-        url = sa.URL.create("sqlite+pysqlite", database=self._path)
+        self._prepare_directory()
         options: dict[str, Any] = {
             # Each statement commits on its own: a save is one statement, so it is atomic,
             # and no transaction is left open between steps. migrate() and cleanup() begin
@@ -136,13 +149,22 @@ class SqliteSessionStorage(SqlSessionStorage):
         }
         connect_args = dict(options.pop("connect_args", {}))
         connect_args.setdefault("timeout", self._busy_timeout)
-        engine = sa.create_engine(url, connect_args=connect_args, **options)
-        sa.event.listen(
-            engine, "connect", functools.partial(_configure, self._synchronous, self._busy_timeout)
-        )
+        url = sa.URL.create("sqlite+pysqlite", database=self._path)
+        try:
+            engine = sa.create_engine(
+                url, creator=functools.partial(self._new_connection, connect_args), **options
+            )
+        except (TypeError, ValueError) as exc:
+            raise StorageError(
+                f"Could not open {self._url}: SQLAlchemy refused the engine_options "
+                f"({type(exc).__name__}: {exc}); correct or drop them"
+            ) from None
+        sa.event.listen(engine, "connect", self._configure)
         try:
             self._connection = engine.connect()
             self._dbapi = self._connection.connection.driver_connection
+            if self._read_only:
+                self._check_readable(engine)
         except BaseException:
             engine.dispose()
             raise
@@ -151,6 +173,72 @@ class SqliteSessionStorage(SqlSessionStorage):
             id(statement): CompiledStatement(statement, engine.dialect)
             for statement in STATEMENTS["sqlite"].all
         }
+
+    def _prepare_directory(self) -> None:
+        if self._path == _MEMORY:
+            return
+        directory = os.path.dirname(self._path)
+        if self._read_only:
+            if not os.path.isfile(self._path):
+                raise StorageError(
+                    f"Could not open {self._url}: there is no SQLite database at "
+                    f"{self._path!r}, and read-only mode only reads an existing one. Check the "
+                    "path (a relative one starts in the working directory)"
+                )
+        elif not os.path.isdir(directory):
+            if not self._create_dirs:
+                raise StorageError(
+                    f"Could not open {self._url}: the directory {directory!r} does not exist. "
+                    "Create it first, or open the storage with create_dirs=True "
+                    "(in a URL: ?create_dirs=true)"
+                )
+            os.makedirs(directory, exist_ok=True)
+
+    def _new_connection(self, connect_args: dict[str, Any]) -> sqlite3.Connection:
+        connection: sqlite3.Connection
+        if not self._read_only:
+            connection = sqlite3.connect(self._path, **connect_args)
+            return connection
+        uri = pathlib.Path(self._path).as_uri() + (
+            "?immutable=1" if self._immutable else "?mode=ro"
+        )
+        connection = sqlite3.connect(uri, uri=True, **connect_args)
+        return connection
+
+    def _configure(self, dbapi_connection: Any, connection_record: Any) -> None:
+        if self._read_only:
+            return  # nothing to set: a reader writes nothing, and WAL is the writer's choice
+        cursor = dbapi_connection.cursor()
+        try:
+            _use_wal(cursor, self._busy_timeout)
+            cursor.execute(f"PRAGMA synchronous={self._synchronous}")  # checked by _options
+        finally:
+            cursor.close()
+
+    def _check_readable(self, engine: Engine) -> None:
+        """Read the schema once: a WAL database in a directory SQLite cannot write in fails
+        here, and is opened immutable instead when nothing would be missed."""
+        try:
+            self._dbapi.execute("SELECT count(*) FROM sqlite_master").close()
+            return
+        except sqlite3.OperationalError as exc:
+            if not _is(exc, "SQLITE_CANTOPEN", "unable to open database file"):
+                raise
+            if os.path.exists(self._path + "-wal"):
+                raise StorageError(
+                    f"Could not open {self._url}: its write-ahead log {self._path + '-wal'!r} "
+                    "holds changes that a reader can only see with the log's index, "
+                    f"{self._path + '-shm'!r}, which SQLite cannot create here. Open the "
+                    "database once read-write to fold the log in, or make its directory "
+                    "writable"
+                ) from exc
+        assert self._connection is not None
+        self._connection.close()
+        engine.dispose()
+        self._immutable = True
+        self._connection = engine.connect()
+        self._dbapi = self._connection.connection.driver_connection
+        self._dbapi.execute("SELECT count(*) FROM sqlite_master").close()
 
     async def _close(self) -> None:
         try:
@@ -213,17 +301,64 @@ class SqliteSessionStorage(SqlSessionStorage):
             return apply_migrations(connection, None)
 
     def _hint(self, exc: BaseException) -> str | None:
-        text = str(exc)
+        root = root_error(exc)
+        text = str(root)
         if "database is locked" in text:
             return (
                 f"Another connection held the write lock for longer than busy_timeout "
                 f"({self._busy_timeout:g}s)"
             )
         if "no such table" in text:
+            if self._read_only:
+                return (
+                    "The database has no flowcore tables, and a read-only storage creates none: "
+                    "open it read-write once, or run `await storage.migrate()` on such a storage"
+                )
             return "The tables are missing: run `await storage.migrate()`"
-        if "unable to open database file" in text or isinstance(exc, OSError):
-            return f"Check that {self._path!r} can be created or opened for writing"
+        if "readonly database" in text:
+            return (
+                f"{self._path!r} or its directory is read-only. To read the sessions, open it "
+                "in read-only mode: sqlite:///path.db?mode=ro, or read_only=True"
+            )
+        if "unable to open database file" in text or isinstance(root, OSError):
+            if self._read_only:
+                return f"Check that {self._path!r} can be read"
+            return (
+                f"Check that {self._path!r} can be created or opened for writing, in a "
+                "directory where SQLite can create its -wal and -shm files; to only read it, "
+                "open it with mode=ro"
+            )
         return None
+
+
+def _check_path(path: object) -> str:
+    """``path`` as text SQLite can open; StorageError saying what is wrong with it."""
+    try:
+        raw = os.fspath(path)  # type: ignore[call-overload]
+    except TypeError:
+        raw = None
+    if not isinstance(raw, str) or not raw:
+        raise StorageError(
+            f"A SQLite path must be a non-empty str or os.PathLike, or ':memory:', got "
+            f"{type(path).__name__}: {path!r}"
+        )
+    problem = None
+    if "\x00" in raw:
+        problem = "it holds the NUL character, which no file name can"
+    else:
+        try:
+            os.fsencode(raw)
+        except UnicodeEncodeError as exc:
+            problem = f"it holds {raw[exc.start]!r}, which no file name can"
+    if problem is not None:
+        raise StorageError(f"The SQLite path {raw!r} cannot be opened: {problem}")
+    return raw
+
+
+def _is(exc: sqlite3.Error, name: str, message: str) -> bool:
+    """Whether SQLite reported ``exc`` as ``name`` (before Python 3.11: with ``message``)."""
+    reported = getattr(exc, "sqlite_errorname", None)
+    return reported == name if reported is not None else message in str(exc)
 
 
 class _Worker:
@@ -285,17 +420,6 @@ def _immediate(connection: Connection) -> Iterator[None]:
             connection.exec_driver_sql("ROLLBACK")
         raise
     connection.exec_driver_sql("COMMIT")
-
-
-def _configure(
-    synchronous: str, busy_timeout: float, dbapi_connection: Any, connection_record: Any
-) -> None:
-    cursor = dbapi_connection.cursor()
-    try:
-        _use_wal(cursor, busy_timeout)
-        cursor.execute(f"PRAGMA synchronous={synchronous}")  # one of _SYNCHRONOUS, checked
-    finally:
-        cursor.close()
 
 
 def _use_wal(cursor: sqlite3.Cursor, busy_timeout: float) -> None:

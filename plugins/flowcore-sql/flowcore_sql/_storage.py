@@ -16,9 +16,16 @@ from typing import Any, ClassVar, Protocol, TypeVar
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import Executable
 
-from flowcore import Session, SessionConflict, SessionNotFound, SessionStorage, StorageError
-from flowcore._storage import check_listing
+from flowcore import (
+    Session,
+    SessionConflict,
+    SessionNotFound,
+    SessionStorage,
+    StorageError,
+    quote_id,
+)
 from flowcore.codec import decode_session, encode_session
+from flowcore_sql._options import MAX_DELAY
 from flowcore_sql._statements import (
     CLEANUP,
     DELETE,
@@ -35,7 +42,6 @@ __all__ = ["Expiry", "Row", "SqlSessionStorage", "describe_error", "root_error"]
 _UTC = timezone.utc
 _S = TypeVar("_S", bound="SqlSessionStorage")
 _MAX_LIMIT = 2**63 - 1  # the largest LIMIT both databases take: a larger one lists them all
-_MAX_DELAY = timedelta(days=36_525)  # 100 years: SQLite's date functions stop at the year 9999
 
 Expiry = datetime | timedelta | float | None
 """When a session expires: an aware datetime, a delay from now (timedelta or seconds), or None
@@ -63,11 +69,17 @@ class SqlSessionStorage(SessionStorage):
     _driver_errors: ClassVar[tuple[type[BaseException], ...]]
     """What a backend's driver raises, reported to the caller as StorageError."""
 
-    def __init__(self, url: str, *, ttl: timedelta | float | None, migrate: bool) -> None:
+    _nul_in_text: ClassVar[bool] = True
+    """Whether the database's text holds the NUL character (PostgreSQL's does not)."""
+
+    def __init__(
+        self, url: str, *, ttl: timedelta | None, migrate: bool, read_only: bool = False
+    ) -> None:
         self._url = url
-        self._ttl = _duration("ttl", ttl)
-        self._ttl_seconds = None if self._ttl is None else self._ttl.total_seconds()
-        self._migrate_on_connect = migrate
+        self._ttl = ttl
+        self._ttl_seconds = None if ttl is None else ttl.total_seconds()
+        self._migrate_on_connect = migrate and not read_only
+        self._read_only = read_only
         self._opened = False
         self._ready = False  # opened, and migrated when asked to
         self._closed = False
@@ -79,7 +91,8 @@ class SqlSessionStorage(SessionStorage):
     def from_url(cls, url: str, **options: Any) -> SqlSessionStorage:
         """A backend for ``sqlite:///path`` or ``postgresql://...`` (the ``open_storage`` factory).
 
-        ``options`` are the keyword arguments of the backend's class.
+        ``options`` are the keyword arguments of the backend's class; the URL's query may give
+        them too (``?ttl=3600``), but not both.
         """
         from flowcore_sql._urls import storage_for_url
 
@@ -95,17 +108,22 @@ class SqlSessionStorage(SessionStorage):
         """How long a session lives after its last save, unless it has its own expiry."""
         return self._ttl
 
+    @property
+    def read_only(self) -> bool:
+        """True when the storage only reads: saves, deletes and expiry changes are refused."""
+        return self._read_only
+
     # -- the SessionStorage contract ---------------------------------------------------------------
 
     async def get(self, session_id: str) -> Session | None:
         """The stored session (an independent copy), or None when it is missing or expired."""
-        _check_id(session_id)
+        self._check_id(session_id)
         if not self._ready:
             await self._start()
         try:
             row = await self._first(SELECT, {"session_id": session_id})
         except self._driver_errors as exc:
-            raise self._failure(f"load session '{session_id}' from", exc) from exc
+            raise self._failure(f"load session {quote_id(session_id)} from", exc) from exc
         if row is None:
             return None
         return decode_session(bytes(row[1]), session_id=session_id, version=row[0])
@@ -117,14 +135,18 @@ class SqlSessionStorage(SessionStorage):
         save raises SessionConflict and stores nothing. Unless the session has its own expiry
         (:meth:`set_expiry`), the save renews it to now + ``ttl``.
         """
-        session_id = _check_id(session.id)
+        session_id = self._check_id(session.id)
+        self._check_writable(f"save session {quote_id(session_id)}")
         blob = encode_session(session)  # SerializationError here changes nothing
         expected = session.version
+        copies = (session.graph_id, session.current_task_id, session.status_message)
+        if not self._nul_in_text:
+            copies = tuple(_without_nul(text) for text in copies)  # type: ignore[assignment]
         params = {
             "session_id": session_id,
-            "graph_id": session.graph_id,
-            "current_task_id": session.current_task_id,
-            "status_message": session.status_message,
+            "graph_id": copies[0],
+            "current_task_id": copies[1],
+            "status_message": copies[2],
             "is_completed": session.is_completed,
             "blob": blob,
             "expected_version": expected,
@@ -136,16 +158,18 @@ class SqlSessionStorage(SessionStorage):
         try:
             changed = await self._rowcount(self._insert if expected == 0 else UPDATE, params)
         except self._driver_errors as exc:
-            raise self._failure(f"save session '{session_id}' to", exc, saving=True) from exc
+            raise self._failure(
+                f"save session {quote_id(session_id)} to", exc, saving=True
+            ) from exc
         if changed != 1:
             raise await self._refusal(session)
         session.version = expected + 1
 
     async def delete(self, session_id: str) -> None:
         """Remove the session, whatever its version (a missing id is fine)."""
-        await self._change(
-            DELETE, {"session_id": _check_id(session_id)}, "delete session {id} from"
-        )
+        self._check_id(session_id)
+        self._check_writable(f"delete session {quote_id(session_id)}")
+        await self._change(DELETE, {"session_id": session_id}, "delete session {id} from")
 
     async def list_sessions(
         self, *, limit: int | None = None, after: str | None = None
@@ -155,9 +179,15 @@ class SqlSessionStorage(SessionStorage):
 
         To page through many sessions, pass the last id of a page as ``after`` for the next.
         """
-        check_listing(limit, after)
+        if limit is not None and (type(limit) is not int or limit < 0):
+            raise ValueError(f"limit must be None or an int >= 0, got {quote_id(limit)}")
         params: dict[str, Any] = {}
         if after is not None:
+            if type(after) is not str:
+                raise TypeError(
+                    f"after must be None or a str, got {type(after).__name__}: {quote_id(after)}"
+                )
+            self._check_text(after, "after")
             params["after"] = after
         if limit is not None:
             params["limit"] = min(limit, _MAX_LIMIT)
@@ -194,6 +224,7 @@ class SqlSessionStorage(SessionStorage):
         Safe to call from several processes at once: each migration is applied once.
         Connecting applies them anyway unless the storage was made with ``migrate=False``.
         """
+        self._check_writable("apply the migrations")
         await self._open_once()
         try:
             return await self._apply_migrations()
@@ -209,7 +240,9 @@ class SqlSessionStorage(SessionStorage):
         or seconds, at most 100 years; 0 or less: expired at once), or None for never. Raises
         SessionNotFound for a missing or expired session.
         """
-        statement, params = _expiry_params(_check_id(session_id), expires)
+        self._check_id(session_id)
+        statement, params = _expiry_params(session_id, expires)
+        self._check_writable(f"set the expiry of session {quote_id(session_id)}")
         if await self._change(statement, params, "set the expiry of session {id} in") == 0:
             raise SessionNotFound(session_id)
 
@@ -218,13 +251,15 @@ class SqlSessionStorage(SessionStorage):
 
         Raises SessionNotFound for a missing or expired session.
         """
-        params = {"session_id": _check_id(session_id)}
+        self._check_id(session_id)
         if not self._ready:
             await self._start()
         try:
-            row = await self._first(SELECT_EXPIRY, params)
+            row = await self._first(SELECT_EXPIRY, {"session_id": session_id})
         except self._driver_errors as exc:
-            raise self._failure(f"read the expiry of session '{session_id}' from", exc) from exc
+            raise self._failure(
+                f"read the expiry of session {quote_id(session_id)} from", exc
+            ) from exc
         if row is None:
             raise SessionNotFound(session_id)
         expires_at: datetime | None = row[0]
@@ -239,7 +274,8 @@ class SqlSessionStorage(SessionStorage):
         missing; this reclaims their space.
         """
         if type(batch) is not int or batch < 1:
-            raise ValueError(f"batch must be a positive int, got {batch!r}")
+            raise ValueError(f"batch must be a positive int, got {quote_id(batch)}")
+        self._check_writable("delete expired sessions")
         deleted = 0
         while True:
             count = await self._change(CLEANUP, {"batch": batch}, "delete expired sessions from")
@@ -288,9 +324,10 @@ class SqlSessionStorage(SessionStorage):
         """What the user can do about ``exc``, if the backend knows."""
         return None
 
-    def _connection_lost(self, exc: BaseException) -> bool:
-        """True when ``exc`` says the connection broke (so a save's outcome is unknown)."""
-        return False
+    def _save_outcome(self, exc: BaseException) -> str | None:
+        """What became of a save that failed with ``exc``, if the backend knows: rolled back
+        (nothing stored), or perhaps stored all the same (the connection broke)."""
+        return None
 
     # -- helpers -----------------------------------------------------------------------------------
 
@@ -323,8 +360,45 @@ class SqlSessionStorage(SessionStorage):
         try:
             return await self._rowcount(statement, params)
         except self._driver_errors as exc:
-            what = action.format(id=f"'{params.get('session_id')}'")
+            what = action.format(id=quote_id(params.get("session_id")))
             raise self._failure(what, exc) from exc
+
+    def _check_id(self, session_id: object) -> str:
+        """``session_id``, if it is text this database can store; else TypeError (not a str)
+        or StorageError saying why."""
+        if type(session_id) is not str:
+            raise TypeError(
+                f"session_id must be a str, got {type(session_id).__name__}: {quote_id(session_id)}"
+            )
+        self._check_text(session_id, "session id")
+        return session_id
+
+    def _check_text(self, text: str, what: str) -> None:
+        if text.isascii() and (self._nul_in_text or "\x00" not in text):
+            return  # the usual case, at once
+        problem = None
+        try:
+            text.encode()
+        except UnicodeEncodeError as exc:
+            problem = (
+                f"it holds a lone surrogate (U+{ord(text[exc.start]):04X} at position "
+                f"{exc.start}), which is not Unicode text and cannot be stored"
+            )
+        if problem is None and not self._nul_in_text and "\x00" in text:
+            problem = "it holds the NUL character (U+0000), which PostgreSQL text cannot"
+        if problem is not None:
+            raise StorageError(
+                f"The {what} {quote_id(text)} is not one {self._url} can hold: {problem}. "
+                "Use valid Unicode text"
+            )
+
+    def _check_writable(self, action: str) -> None:
+        if self._read_only:
+            raise StorageError(
+                f"Could not {action}: {self._url} is opened read-only (mode=ro / "
+                "read_only=True), so it only reads sessions. Open it without read-only mode "
+                "to change them"
+            )
 
     async def _refusal(self, session: Session) -> SessionConflict:
         """The SessionConflict for a save that changed no row, saying why."""
@@ -334,8 +408,9 @@ class SqlSessionStorage(SessionStorage):
             row = None  # the save was refused all the same; explain it as best we can
         if row is not None and row[2]:
             return SessionConflict(
-                f"Session '{session.id}' expired at {row[1].astimezone(_UTC):%Y-%m-%d %H:%M:%S} "
-                f"UTC, after it was loaded at version {session.version}; nothing was saved"
+                f"Session {quote_id(session.id)} expired at "
+                f"{row[1].astimezone(_UTC):%Y-%m-%d %H:%M:%S} UTC, after it was loaded at "
+                f"version {session.version}; nothing was saved"
             )
         return SessionConflict.on_save(
             session.id, session.version, None if row is None else int(row[0])
@@ -343,14 +418,9 @@ class SqlSessionStorage(SessionStorage):
 
     def _failure(self, action: str, exc: BaseException, *, saving: bool = False) -> StorageError:
         message = f"Could not {action} {self._url}: {describe_error(exc)}"
-        hint = self._hint(exc)
-        if hint:
-            message += f". {hint}"
-        if saving and self._connection_lost(exc):
-            message += (
-                ". The connection broke during the save, which may have been stored all the "
-                "same: load the session to see its version"
-            )
+        for note in (self._hint(exc), self._save_outcome(exc) if saving else None):
+            if note:
+                message += f". {note}"
         return StorageError(message)
 
     def __repr__(self) -> str:
@@ -375,30 +445,11 @@ def describe_error(exc: BaseException) -> str:
     return f"{type(root).__name__}: {text}"
 
 
-def _check_id(session_id: object) -> str:
-    if type(session_id) is not str:
-        raise TypeError(
-            f"session_id must be a str, got {type(session_id).__name__}: '{session_id}'"
-        )
-    return session_id
-
-
-def _duration(name: str, value: timedelta | float | None) -> timedelta | None:
-    if value is None:
-        return None
-    if isinstance(value, timedelta):
-        duration = value
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        duration = timedelta(seconds=value)
-    else:
-        raise TypeError(
-            f"{name} must be a timedelta, a number of seconds or None, got {type(value).__name__}"
-        )
-    if duration <= timedelta(0):
-        raise ValueError(f"{name} must be positive, got {value!r}")
-    if duration > _MAX_DELAY:
-        raise ValueError(f"{name} must be at most {_MAX_DELAY.days // 365} years, got {value!r}")
-    return duration
+def _without_nul(text: str | None) -> str | None:
+    """A copy column's text as PostgreSQL can hold it (the blob keeps the session as it is)."""
+    if text is None or "\x00" not in text:
+        return text
+    return text.replace("\x00", "\ufffd")
 
 
 def _expiry_params(session_id: str, expires: Expiry) -> tuple[Executable, dict[str, Any]]:
@@ -418,9 +469,9 @@ def _expiry_params(session_id: str, expires: Expiry) -> tuple[Executable, dict[s
             f"{type(expires).__name__}"
         )
     delay = expires.total_seconds() if isinstance(expires, timedelta) else float(expires)
-    if not abs(delay) <= _MAX_DELAY.total_seconds():  # NaN too
+    if not abs(delay) <= MAX_DELAY.total_seconds():  # NaN too
         raise ValueError(
-            f"expires must be a delay of at most {_MAX_DELAY.days // 365} years either way, got "
-            f"{expires!r}"
+            f"expires must be a delay of at most {MAX_DELAY.days // 365} years either way, got "
+            f"{quote_id(expires)}"
         )
     return SET_EXPIRY_AFTER, {"session_id": session_id, "delay": delay}

@@ -280,9 +280,9 @@ async def test_set_expiry_refuses_what_is_not_a_time(
         await storage.set_expiry("s1", expires)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("ttl", [0, -5, timedelta(0)])
-def test_a_ttl_must_be_positive(backend: Backend, ttl: object) -> None:
-    with pytest.raises(ValueError, match="ttl must be positive"):
+@pytest.mark.parametrize("ttl", [0, -5, timedelta(0), float("inf"), float("nan"), 1e300, "1h"])
+def test_a_ttl_must_be_a_positive_duration(backend: Backend, ttl: object) -> None:
+    with pytest.raises(StorageError, match=r"The option ttl=.* is not a positive timedelta"):
         backend.storage(ttl=ttl)
 
 
@@ -336,3 +336,59 @@ async def test_cleanup_does_not_disturb_sessions_being_saved(backend: Backend) -
 async def test_cleanup_takes_a_positive_batch(storage: SqlSessionStorage) -> None:
     with pytest.raises(ValueError, match="batch must be a positive int"):
         await storage.cleanup(batch=0)
+
+
+# -- text the database cannot hold -----------------------------------------------------------------
+
+
+async def test_an_id_with_a_lone_surrogate_is_a_storage_error_naming_it(
+    storage: SqlSessionStorage,
+) -> None:
+    bad = "claim-\ud800"
+    calls = [
+        lambda: storage.get(bad),
+        lambda: storage.save(new_session(bad)),
+        lambda: storage.delete(bad),
+        lambda: storage.set_expiry(bad, 60),
+        lambda: storage.get_expiry(bad),
+        lambda: storage.list_sessions(after=bad),
+    ]
+    for call in calls:
+        with pytest.raises(StorageError, match=r"'claim-\\ud800' .* lone surrogate \(U\+D800"):
+            await call()
+
+    assert await storage.list_sessions() == []  # and the storage goes on
+
+
+async def test_the_nul_character_in_an_id_works_on_sqlite_and_is_refused_by_postgresql(
+    backend: Backend, storage: SqlSessionStorage
+) -> None:
+    if backend.name == "sqlite":
+        await storage.save(new_session("a\x00b"))
+        assert await storage.get("a\x00b") is not None
+        assert await storage.get("a") is None
+        return
+    with pytest.raises(StorageError, match=r"'a\\x00b' .* NUL character .* PostgreSQL text"):
+        await storage.save(new_session("a\x00b"))
+    with pytest.raises(StorageError, match="NUL character"):
+        await storage.get("a\x00b")
+
+
+async def test_a_session_whose_fields_hold_nul_is_stored_whole(
+    backend: Backend, storage: SqlSessionStorage
+) -> None:
+    session = new_session("s1", note="a\x00b")
+    session.status_message = "waiting\x00for input"
+    session.current_task_id = "count"
+
+    await storage.save(session)
+
+    loaded = await storage.get("s1")
+    assert loaded is not None
+    assert loaded.status_message == "waiting\x00for input"  # the blob keeps it as it is
+    assert loaded.context.get("note") == "a\x00b"
+    row = await backend.row("s1")
+    assert row is not None
+    # The column is a copy for queries: PostgreSQL's text shows NUL as U+FFFD.
+    expected = "waiting\x00for input" if backend.name == "sqlite" else "waiting\ufffdfor input"
+    assert row["status_message"] == expected

@@ -11,12 +11,14 @@ import subprocess
 import sys
 import textwrap
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from flowcore_sql import PostgresSessionStorage, SqliteSessionStorage, SqlSessionStorage
+from sql_backends import new_schema
 
-from flowcore import StorageError
+from flowcore import Session, StorageError
 
 open_url = SqlSessionStorage.from_url
 """What the plugin registers for ``open_storage``: ``factory(url, **options)``."""
@@ -86,7 +88,18 @@ async def test_an_in_memory_database_lasts_as_long_as_its_storage(url: str) -> N
     [
         ("sqlite://", "names no file"),
         ("sqlite://localhost/sessions.db", "names a file, not a host"),
-        ("sqlite:///sessions.db?mode=ro", "takes no query parameters"),
+        ("sqlite:///sessions.db?mode=rw", "mode='rw' is not a mode"),
+        ("sqlite:///sessions.db?mode=ro&read_only=false", "gives both mode and read_only"),
+        ("sqlite:///sessions.db?cache=shared", r"Unknown option 'cache' .* ttl, migrate"),
+        ("sqlite:///sessions.db?ttl=1h", r"ttl='1h' in the query is not a number"),
+        ("sqlite:///sessions.db?ttl=60&ttl=90", "gives the option 'ttl' 2 times"),
+        ("sqlite:///sessions.db?create_dirs=maybe", "create_dirs='maybe' in the query is not"),
+        ("sqlite:///sessions.db?synchronous=fast", "is not one of OFF, NORMAL, FULL, EXTRA"),
+        ("sqlite:///sessions.db?engine_options=x", "Unknown option 'engine_options'"),
+        ("sqlite:///:memory:?mode=ro", "read-only mode reads an existing database"),
+        ("sqlite:///sessions.db?mode=ro&create_dirs=true", "rules out create_dirs"),
+        ("sqlite:///sess\x00ions.db", "holds the NUL character"),
+        ("sqlite:///sess\ud800ions.db", "which no file name can"),
         ("sqlite+pysqlcipher:///sessions.db", "with Python's sqlite3 only"),
         ("mysql://user@localhost/app", "SQLite or PostgreSQL, not 'mysql'"),
         ("postgresql://user@localhost:port/app", "is not a database URL"),
@@ -100,14 +113,68 @@ def test_a_url_it_cannot_serve_is_a_storage_error_saying_why(url: str, advice: s
 async def test_a_sqlite_file_in_a_missing_directory_is_a_storage_error(tmp_path: Path) -> None:
     storage = open_url(f"sqlite:///{tmp_path}/no/such/dir/sessions.db")
 
-    with pytest.raises(StorageError, match=r"does not exist; create it first") as caught:
+    with pytest.raises(
+        StorageError, match=r"does not exist. Create it first, or .*create_dirs"
+    ) as caught:
         await storage.get("s1")
     assert f"sqlite:///{tmp_path}/no/such/dir/sessions.db" in str(caught.value)
 
 
-def test_unknown_options_are_refused() -> None:
-    with pytest.raises(TypeError, match="pool_size"):
-        open_url("sqlite:///sessions.db", pool_size=3)
+async def test_create_dirs_creates_the_missing_directories_of_a_sqlite_file(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "no" / "such" / "dir" / "sessions.db"
+
+    for url, options in [
+        (f"sqlite:///{path}?create_dirs=true", {}),
+        (f"sqlite:///{path}.2", {"create_dirs": True}),
+    ]:
+        async with open_url(url, **options) as storage:
+            await storage.save(Session.new_from_task("s1", "start"))
+            assert await storage.get("s1") is not None
+    assert path.is_file()
+
+
+def test_options_may_be_given_in_a_sqlite_url(tmp_path: Path) -> None:
+    storage = open_url(
+        f"sqlite:///{tmp_path}/sessions.db?ttl=90&migrate=false&busy_timeout=1.5&synchronous=full"
+    )
+
+    assert isinstance(storage, SqliteSessionStorage)
+    assert storage.ttl == timedelta(seconds=90)
+    assert storage.url == f"sqlite:///{tmp_path}/sessions.db"  # the options are not its address
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"pool_size": 3}, r"Unknown option 'pool_size' for sqlite:///sessions.db; the options"),
+        ({"busy_timeout": "5"}, r"busy_timeout='5' .* is not a number of seconds >= 0"),
+        ({"busy_timeout": 1e300}, r"is not a number of seconds >= 0 and at most 2147483"),
+        ({"synchronous": 3}, r"synchronous=3 .* is not one of OFF, NORMAL, FULL, EXTRA"),
+        ({"migrate": "no"}, r"migrate='no' .* is not True or False"),
+        ({"create_dirs": 1}, r"create_dirs=1 .* is not True or False"),
+        ({"engine_options": 5}, r"engine_options=5 .* is not None or a mapping"),
+        ({"engine_options": {"connect_args": 5}}, "is not None or a mapping"),
+    ],
+)
+def test_a_bad_sqlite_option_is_a_storage_error_naming_it(
+    options: dict[str, object], message: str
+) -> None:
+    with pytest.raises(StorageError, match=message):
+        open_url("sqlite:///sessions.db", **options)
+
+
+def test_an_option_given_in_the_url_and_as_a_keyword_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(StorageError, match=r"given both in the query of .* and as a keyword"):
+        open_url(f"sqlite:///{tmp_path}/sessions.db?ttl=60", ttl=30)
+
+
+async def test_engine_options_sqlalchemy_refuses_are_a_storage_error(tmp_path: Path) -> None:
+    storage = open_url(f"sqlite:///{tmp_path}/s.db", engine_options={"no_such_argument": 1})
+
+    with pytest.raises(StorageError, match="SQLAlchemy refused the engine_options"):
+        await storage.get("s1")
 
 
 # -- PostgreSQL URLs -------------------------------------------------------------------------------
@@ -131,6 +198,75 @@ def test_every_postgresql_url_form_opens_postgres_storage_with_the_password_hidd
     assert "s3cret" not in storage.url
     assert "s3cret" not in repr(storage)
     assert storage.url.endswith("app:***@db.example:5432/claims")
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("postgresql://u@127.0.0.1:99999/db", "port 99999 is out of range"),
+        ("postgresql://u@127.0.0.1:0/db", "port 0 is out of range"),
+        ("postgresql://u@[::1/db", "write an IPv6 host in brackets"),
+        ("postgresql://", "names no host and no database"),
+        ("postgresql:///app", "names no host: .* Name both the host and the database"),
+        ("postgresql://u@db.example", "names no database"),
+        ("postgresql://u@db/app?foo=bar", r"Unknown option 'foo' .* ttl, migrate, .* host, port"),
+        ("postgresql://u@db/app?options=-c%20x%3Dy", "Unknown option 'options'"),
+        ("postgresql://u@db/app?ssl=bogus", "ssl='bogus' in the query is not one of disable"),
+        ("postgresql://u@db/app?sslmode=require&ssl=disable", "both ssl and sslmode"),
+        ("postgresql://u@db/app?target_session_attrs=x", "is not one of any, primary"),
+        ("postgresql://u@db/app?command_timeout=abc", "command_timeout='abc' .* not a number"),
+        ("postgresql://u@db/app?command_timeout=0", "is not a number of seconds > 0"),
+        ("postgresql://u@db/app?pool_size=0", "pool_size='0' in the query is not an int >= 1"),
+        ("postgresql://u@db/app?pool_pre_ping=sure", "pool_pre_ping='sure' .* not true or false"),
+        ("postgresql://u@db/app?ttl=5&ttl=6", "gives the option 'ttl' 2 times"),
+        ("postgresql://u@/app?host=h1:1&host=h2", "All ports are required"),
+    ],
+)
+def test_a_postgresql_url_it_cannot_use_is_a_storage_error_at_once(url: str, message: str) -> None:
+    with pytest.raises(StorageError, match=message):
+        open_url(url)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"pool_size": "5"}, r"pool_size='5' .* is not an int >= 1"),
+        ({"max_overflow": -1}, r"max_overflow=-1 .* is not an int >= 0"),
+        ({"connect_timeout": "x"}, "is not a number of seconds > 0"),
+        ({"command_timeout": float("nan")}, "is not a number of seconds > 0"),
+        ({"command_timeout": 1e300}, "and at most 2147483"),
+        ({"pool_recycle": -5}, r"or -1 for never"),
+        ({"schema": ""}, "is not None or a schema name"),
+        ({"schema": "s" * 64}, "at most 63 bytes"),
+        ({"schema": "a\x00b"}, "is not None or a schema name"),
+        ({"prepared_statements": None}, "is not True or False"),
+        ({"busy_timeout": 1}, "Unknown option 'busy_timeout'"),
+    ],
+)
+def test_a_bad_postgresql_option_is_a_storage_error_naming_it(
+    options: dict[str, object], message: str
+) -> None:
+    with pytest.raises(StorageError, match=message) as caught:
+        open_url("postgresql://app:s3cret@db.example/app", **options)
+    assert "s3cret" not in str(caught.value)
+
+
+def test_options_may_be_given_in_a_postgresql_url() -> None:
+    storage = open_url(
+        "postgresql://app:s3cret@db.example/app?ttl=60&schema=flow&pool_size=2&sslmode=require"
+    )
+
+    assert isinstance(storage, PostgresSessionStorage)
+    assert storage.ttl == timedelta(seconds=60)
+    assert storage.schema == "flow"
+    assert storage.url == "postgresql://app:***@db.example/app?sslmode=require"
+
+
+async def test_a_url_with_options_and_sslmode_connects(postgres_url: str) -> None:
+    url = f"{postgres_url}?sslmode=disable&ttl=60&schema={new_schema()}&command_timeout=5"
+    async with open_url(url) as storage:
+        await storage.save(Session.new_from_task("s1", "start"))
+        assert await storage.get_expiry("s1") is not None
 
 
 def test_a_bad_url_is_reported_without_its_password() -> None:
