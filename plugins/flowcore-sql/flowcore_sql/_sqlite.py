@@ -9,10 +9,18 @@ share the file through WAL and wait for its lock up to ``busy_timeout``.
 A step's statements are compiled once and run on the sqlite3 connection itself (``_compiled``
 says why); the engine configures the connection and runs the migrations.
 
-Read-only mode (``read_only=True``, ``?mode=ro``) gets special care. Reading a WAL database needs
-its ``-shm`` and ``-wal`` files, which SQLite cannot create in a read-only directory or mount. When
-it cannot, and there is no ``-wal`` file whose changes would be missed, the file is opened as
-immutable, which needs neither: it must then not change while it is open.
+Two situations get special care:
+
+- A full disk. SQLite writes into its write-ahead log (WAL) and copies the log into the database
+  only every thousand pages; it never shrinks the log's file. After a write fails for a full
+  disk, the log's file holds space that SQLite will not give back until every connection closes,
+  and the log grows into whatever space is freed: so the storage checkpoints the log and
+  truncates it (``PRAGMA wal_checkpoint(TRUNCATE)``) before its next write, and at once, when it
+  can, to run the failed statement again (it changed nothing: SQLite rolled it back).
+- Read-only mode (``read_only=True``, ``?mode=ro``). Reading a WAL database needs its ``-shm``
+  and ``-wal`` files, which SQLite cannot create in a read-only directory or mount. When it
+  cannot, and there is no ``-wal`` file whose changes would be missed, the file is opened as
+  immutable, which needs neither: it must then not change while it is open.
 """
 
 from __future__ import annotations
@@ -104,6 +112,7 @@ class SqliteSessionStorage(SqlSessionStorage):
         self._create_dirs: bool = values["create_dirs"]
         self._engine_options = dict(values["engine_options"] or {})
         self._immutable = False  # read-only, and the -shm and -wal files cannot be made
+        self._reclaim_wal = False  # a write failed for a full disk: give back the WAL's space
         self._worker: _Worker | None = None
         self._engine: Engine | None = None
         self._connection: Connection | None = None
@@ -282,12 +291,39 @@ class SqliteSessionStorage(SqlSessionStorage):
 
     def _run_rowcount(self, statement: Executable, params: Mapping[str, Any]) -> int:
         compiled = self._statements[id(statement)]
+        args = compiled.args(params)
+        if self._reclaim_wal:
+            self._truncate_wal()
         # The connection is in autocommit mode: the statement is committed when it returns.
-        cursor = self._dbapi.execute(compiled.sql, compiled.args(params))
+        try:
+            cursor = self._dbapi.execute(compiled.sql, args)
+        except sqlite3.OperationalError as exc:
+            if not _disk_full(exc):
+                raise
+            self._reclaim_wal = True
+            if self._dbapi.in_transaction or not self._truncate_wal():
+                raise
+            cursor = self._dbapi.execute(compiled.sql, args)  # SQLite rolled the first back
         try:
             return int(cursor.rowcount)
         finally:
             cursor.close()
+
+    def _truncate_wal(self) -> bool:
+        """Copy the WAL into the database and cut its file to nothing, giving its space back to
+        the disk; True when done (not when the disk is still too full, or a reader holds it)."""
+        try:
+            cursor = self._dbapi.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            try:
+                busy = cursor.fetchone()[0]
+            finally:
+                cursor.close()
+        except sqlite3.Error:
+            return False
+        if busy:
+            return False
+        self._reclaim_wal = False
+        return True
 
     async def _apply_migrations(self) -> list[int]:
         return await self._call(self._migrate)
@@ -315,6 +351,11 @@ class SqliteSessionStorage(SqlSessionStorage):
                     "open it read-write once, or run `await storage.migrate()` on such a storage"
                 )
             return "The tables are missing: run `await storage.migrate()`"
+        if isinstance(root, sqlite3.OperationalError) and _disk_full(root):
+            return (
+                f"The disk holding {os.path.dirname(self._path)!r} is full: nothing was saved. "
+                "Free some space: the storage then carries on by itself"
+            )
         if "readonly database" in text:
             return (
                 f"{self._path!r} or its directory is read-only. To read the sessions, open it "
@@ -353,6 +394,10 @@ def _check_path(path: object) -> str:
     if problem is not None:
         raise StorageError(f"The SQLite path {raw!r} cannot be opened: {problem}")
     return raw
+
+
+def _disk_full(exc: sqlite3.Error) -> bool:
+    return _is(exc, "SQLITE_FULL", "database or disk is full")
 
 
 def _is(exc: sqlite3.Error, name: str, message: str) -> bool:

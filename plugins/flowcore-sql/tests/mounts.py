@@ -1,5 +1,5 @@
-"""Real file systems for SQLite's tests: a read-only view of a directory. It is a mount, which
-needs root: a test that cannot mount is skipped, saying why.
+"""Real file systems for SQLite's tests: a small disk that fills up, a read-only view of a
+directory. Both are mounts, which need root: a test that cannot mount is skipped, saying why.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-__all__ = ["read_only_view"]
+__all__ = ["fill", "read_only_view", "small_disk"]
 
 
 def _mount(*args: str) -> None:
@@ -33,6 +33,19 @@ def _unmount(target: Path) -> None:
 
 
 @contextlib.contextmanager
+def small_disk(target: Path, size: str) -> Iterator[Path]:
+    """A file system of ``size`` (e.g. "2m") mounted on ``target`` (tmpfs, size-limited)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small disk needs root")
+    target.mkdir(parents=True, exist_ok=True)
+    _mount("-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(target))
+    try:
+        yield target
+    finally:
+        _unmount(target)
+
+
+@contextlib.contextmanager
 def read_only_view(source: Path, target: Path) -> Iterator[Path]:
     """``source`` seen read-only at ``target`` (a read-only bind mount: root cannot write
     there either)."""
@@ -45,3 +58,17 @@ def read_only_view(source: Path, target: Path) -> Iterator[Path]:
         yield target
     finally:
         _unmount(target)
+
+
+def fill(directory: Path) -> Path:
+    """Fill the disk holding ``directory`` with one file; the file, to remove it later."""
+    filler = directory / "filler"
+    descriptor = os.open(filler, os.O_WRONLY | os.O_CREAT)
+    try:
+        block = b"\0" * 4096
+        with contextlib.suppress(OSError):  # ENOSPC: full
+            while True:
+                os.write(descriptor, block)
+    finally:
+        os.close(descriptor)
+    return filler

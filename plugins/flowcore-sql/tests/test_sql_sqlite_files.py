@@ -1,25 +1,81 @@
-"""SQLite on real file systems: a database it may only read.
+"""SQLite on real file systems: a disk that fills up, and a database it may only read.
 
-The read-only directory is a read-only bind mount made for the test, so these tests need root;
-without it they are skipped, saying so.
+The disks are mounts made for the test (a small tmpfs, a read-only bind mount), so these tests
+need root; without it they are skipped, saying so.
 """
 
 from __future__ import annotations
 
 import os
+import random
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from flowcore_sql import SqliteSessionStorage, SqlSessionStorage
-from mounts import read_only_view
+from mounts import fill, read_only_view, small_disk
 
 from flowcore import Session, StorageError
 
 
 def new_session(session_id: str, size: int) -> Session:
     return Session.new_from_task(session_id, "start", context={"pad": os.urandom(size).hex()})
+
+
+async def step(storage: SqlSessionStorage, session: Session, size: int) -> None:
+    session.context.set("pad", os.urandom(size).hex())  # a new blob: new pages to write
+    await storage.save(session)
+
+
+# -- a full disk -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def disk(tmp_path: Path) -> Iterator[Path]:
+    """A 2 MiB disk: smaller than the 4 MB SQLite's write-ahead log grows to on its own."""
+    with small_disk(tmp_path / "disk", "2m") as mounted:
+        yield mounted
+
+
+async def test_sqlite_recovers_by_itself_once_a_full_disk_has_room_again(disk: Path) -> None:
+    rng = random.Random(7)
+    storage = SqliteSessionStorage(disk / "sessions.db")
+    sessions = [new_session(f"s{i}", 1500) for i in range(20)]
+    try:
+        for session in sessions:
+            await storage.save(session)
+        for _ in range(100):
+            await step(storage, rng.choice(sessions), 1500)
+        filler = fill(disk)
+
+        failed = None
+        for _ in range(2000):
+            session = rng.choice(sessions)
+            try:
+                await step(storage, session, 1500)
+            except StorageError as exc:
+                failed = (session, exc)
+                break
+        assert failed is not None, "the disk should have filled up"
+        session, exc = failed
+        assert "database or disk is full" in str(exc)
+        assert "nothing was saved" in str(exc)
+        stored = await storage.get(session.id)
+        assert stored is not None
+        assert stored.version == session.version  # nothing half-written
+
+        filler.unlink()  # room again: every later step succeeds, in this same storage
+        for _ in range(400):
+            await step(storage, rng.choice(sessions), 1500)
+
+        for session in sessions:
+            stored = await storage.get(session.id)
+            assert stored is not None
+            assert stored.version == session.version
+            assert stored.context.get("pad") == session.context.get("pad")
+    finally:
+        await storage.close()
 
 
 # -- a database it may only read -------------------------------------------------------------------
