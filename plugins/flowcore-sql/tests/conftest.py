@@ -12,7 +12,15 @@ from pathlib import Path
 
 import pytest
 from flowcore_sql import SqlSessionStorage
-from sql_backends import BACKENDS, POSTGRES_URL, Backend, drop_run_schemas, run_sync, unreachable
+from sql_backends import (
+    BACKENDS,
+    POSTGRES_URL,
+    Backend,
+    drop_run_schemas,
+    run_sync,
+    server_started_at,
+    unreachable,
+)
 
 
 @pytest.fixture(scope="session")
@@ -20,7 +28,7 @@ def postgres_url() -> Iterator[str]:
     """The PostgreSQL URL, once the server has answered (skip, or fail, when it does not)."""
     problem = unreachable()
     if problem is not None:
-        where = POSTGRES_URL.split("@")[-1]
+        where = where_of(POSTGRES_URL)
         if os.environ.get("FLOWCORE_REQUIRE_SERVICES"):
             pytest.fail(
                 f"PostgreSQL at {where} is unreachable ({problem}), and "
@@ -30,8 +38,19 @@ def postgres_url() -> Iterator[str]:
             f"PostgreSQL at {where} is unreachable ({problem}); start it, or set "
             "FLOWCORE_REQUIRE_SERVICES=1 to make this a failure"
         )
+    started = server_started_at()
     yield POSTGRES_URL
     run_sync(drop_run_schemas())
+    # Other test runs share this server: no test may restart it (private_postgres makes a
+    # server a test may restart).
+    assert server_started_at() == started, (
+        f"The shared PostgreSQL server at {where_of(POSTGRES_URL)} was restarted during this "
+        "test run: a test that restarts a server must use one of its own (private_postgres)"
+    )
+
+
+def where_of(url: str) -> str:
+    return url.split("@")[-1]
 
 
 @pytest.fixture(params=BACKENDS)

@@ -48,6 +48,19 @@ async def drop_run_schemas() -> None:
         await connection.close()
 
 
+def server_started_at() -> Any:
+    """When the shared server last started: a test that restarted it would change this."""
+
+    async def query() -> Any:
+        connection = await asyncpg.connect(POSTGRES_URL, timeout=5)
+        try:
+            return await connection.fetchval("SELECT pg_postmaster_start_time()")
+        finally:
+            await connection.close()
+
+    return run_sync(query())
+
+
 def unreachable() -> str | None:
     async def probe() -> None:
         connection = await asyncpg.connect(POSTGRES_URL, timeout=3)

@@ -1,8 +1,9 @@
 """PostgreSQL failing under the storage: a restart in the middle of traffic, a stuck statement.
 
 The steps a fault cuts fail with StorageError, nothing is half-written, and the same process
-carries on once the fault is gone. The restart test restarts the local server (``pg_ctlcluster``,
-as root) and starts it again afterwards whatever happens; it takes a few seconds.
+carries on once the fault is gone. The restart test restarts a PostgreSQL server of its own (a
+new cluster in a temporary directory, on a free port; it takes a few seconds), never the shared
+server that other test runs may be using.
 """
 
 from __future__ import annotations
@@ -10,16 +11,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import shutil
-import subprocess
 import time
 from collections import Counter
 from collections.abc import Iterator
-from pathlib import Path
 
 import asyncpg
 import pytest
 from flowcore_sql import PostgresSessionStorage
+from private_postgres import PrivateServer, private_server, unavailable
 from sql_backends import new_schema
 
 from flowcore import (
@@ -35,42 +34,18 @@ from flowcore import (
 
 pytestmark = pytest.mark.slow
 
-CONFIG = Path("/etc/postgresql")
-
-
-def cluster() -> list[str]:
-    """``pg_ctlcluster`` for the local cluster, less the action."""
-    return ["pg_ctlcluster", "--skip-systemctl-redirect", sorted(os.listdir(CONFIG))[-1], "main"]
-
-
-def is_ready() -> bool:
-    ready = subprocess.run(["pg_isready", "-q", "-h", "127.0.0.1"], timeout=10, check=False)
-    return ready.returncode == 0
-
-
-def restore() -> None:
-    """Start the server if it is down, and wait until it answers (at most 30 s)."""
-    if is_ready():
-        return
-    subprocess.run([*cluster(), "start"], check=False, timeout=60, capture_output=True)
-    deadline = time.monotonic() + 30
-    while not is_ready() and time.monotonic() < deadline:
-        time.sleep(0.2)
-
 
 @pytest.fixture
-def restartable(postgres_url: str) -> Iterator[str]:
-    """The local server's URL, when this process may restart it; restored after the test."""
-    local = "@127.0.0.1" in postgres_url or "@localhost" in postgres_url
-    if not (local and CONFIG.is_dir() and shutil.which("pg_ctlcluster") and os.geteuid() == 0):
-        reason = "needs the local PostgreSQL cluster, pg_ctlcluster and root to restart it"
+def restartable() -> Iterator[PrivateServer]:
+    """A PostgreSQL server of this test's own, which it may restart; removed afterwards."""
+    problem = unavailable()
+    if problem is not None:
+        reason = f"needs a PostgreSQL server of its own to restart, but there is {problem}"
         if os.environ.get("FLOWCORE_REQUIRE_SERVICES"):
             pytest.fail(f"This test {reason} (FLOWCORE_REQUIRE_SERVICES is set)")
         pytest.skip(f"This test {reason}")
-    try:
-        yield postgres_url
-    finally:
-        restore()
+    with private_server() as server:
+        yield server
 
 
 @task("increment")
@@ -85,10 +60,10 @@ SESSIONS = [f"s{i}" for i in range(12)]
 
 
 async def test_a_restart_fails_the_steps_in_flight_and_later_steps_succeed(
-    restartable: str,
+    restartable: PrivateServer,
 ) -> None:
     storage = PostgresSessionStorage(
-        restartable, schema=new_schema(), connect_timeout=2, command_timeout=5
+        restartable.url, schema=new_schema(), connect_timeout=2, command_timeout=5
     )
     runner = FlowRunner(GRAPH, storage)
     succeeded: Counter[str] = Counter()
@@ -111,9 +86,7 @@ async def test_a_restart_fails_the_steps_in_flight_and_later_steps_succeed(
             await runner.create_session(session_id)
         workers = [asyncio.create_task(keep_stepping(s)) for s in SESSIONS]
         await asyncio.sleep(0.3)
-        await asyncio.to_thread(
-            subprocess.run, [*cluster(), "restart"], check=True, timeout=60, capture_output=True
-        )
+        await asyncio.to_thread(restartable.restart)
         await asyncio.sleep(0.5)
         stop.set()
         await asyncio.gather(*workers)
@@ -151,15 +124,15 @@ async def test_a_save_stuck_on_a_lock_times_out_and_is_not_stored(postgres_url: 
         await other.execute("SELECT 1 FROM flowcore_sessions WHERE id = 'locked' FOR UPDATE")
         started = time.monotonic()
 
-        timed_out = r"ran longer than command_timeout \(0\.3s\)"
-        with pytest.raises(StorageError, match=timed_out) as caught:
+        with pytest.raises(
+            StorageError, match=r"ran longer than command_timeout \(0\.3s\)"
+        ) as caught:
             await runner.run("locked")  # its save waits for the row
 
         # The server cancelled the statement and rolled it back: the message says so, and
         # only so.
         assert "rolled the save back: nothing was stored" in str(caught.value)
         assert "may have been stored" not in str(caught.value)
-
         assert time.monotonic() - started < 3
         await other.execute("ROLLBACK")
         stored = await storage.get("locked")
