@@ -1,7 +1,8 @@
 """A batch job on flowcore: many sessions run to completion, a bounded number at a time.
 
     python examples/batch.py                                  # 10,000 invoices, 100 at a time
-    python examples/batch.py --sessions 2000 --concurrency 20 --storage sqlite:///.flowcore/batch.db
+    python examples/batch.py --sessions 2000 --concurrency 20 \
+        --storage 'sqlite:///.flowcore/batch.db?create_dirs=true'
 
 Each session is an invoice going through ``extract`` -> ``check_vendor`` -> ``approve`` or
 ``review`` -> ``archive``; each ``runner.run`` call is one step. ``--concurrency`` workers take
@@ -14,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
-import os
 import sys
 import time
 import uuid
@@ -22,7 +22,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TextIO
-from urllib.parse import urlsplit
 
 from flowcore import (
     ExecutionStatus,
@@ -171,14 +170,6 @@ async def run_batch(
     return totals
 
 
-def make_room_for(storage_url: str) -> None:
-    """Create the directory of a SQLite file (such as .flowcore/), so the file can be made."""
-    parts = urlsplit(storage_url)
-    path = parts.path[1:]
-    if parts.scheme.split("+")[0] == "sqlite" and path not in ("", ":memory:"):
-        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-
-
 async def amain(args: argparse.Namespace) -> int:
     async with open_storage(args.storage) as storage:
         runner = FlowRunner(build_graph(), storage)
@@ -220,7 +211,6 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    make_room_for(args.storage)
     try:
         return asyncio.run(amain(args))
     except KeyboardInterrupt:

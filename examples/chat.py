@@ -3,7 +3,7 @@
     python examples/chat.py                       # chat with a fake model (no network)
     python examples/chat.py --show-prompt         # also print what the model is sent
     python examples/chat.py --model mymodule:reply     # your model: (messages) -> str
-    python examples/chat.py --storage sqlite:///.flowcore/chat.db --session mine
+    python examples/chat.py --storage 'sqlite:///.flowcore/chat.db?create_dirs=true' --session mine
         # the conversation outlives the process: run it again to go on
 
 Each line you type is one step: the runner loads the session, the ``chat`` task adds your
@@ -23,7 +23,6 @@ import asyncio
 import importlib
 import inspect
 import json
-import os
 import re
 import shlex
 import sys
@@ -194,16 +193,9 @@ def how_to_go_on(storage_url: str, session_id: str) -> str:
         )
     return (
         f"The conversation was kept in memory ({storage_url}) and ends here: "
-        "a storage such as --storage sqlite:///.flowcore/chat.db keeps it between runs"
+        "a storage such as --storage 'sqlite:///.flowcore/chat.db?create_dirs=true' keeps it "
+        "between runs"
     )
-
-
-def make_room_for(storage_url: str) -> None:
-    """Create the directory of a SQLite file (such as .flowcore/), so the file can be made."""
-    parts = urlsplit(storage_url)
-    path = parts.path[1:]
-    if parts.scheme.split("+")[0] == "sqlite" and path not in ("", ":memory:"):
-        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -216,7 +208,6 @@ def main(argv: list[str] | None = None) -> int:
         "--max-messages", type=int, default=20, metavar="N", help="history kept (default 20)"
     )
     args = parser.parse_args(argv)
-    make_room_for(args.storage)
     try:
         return asyncio.run(amain(args))
     except KeyboardInterrupt:

@@ -1,7 +1,8 @@
 """An interactive loop in the terminal: run a step, and when the workflow waits, ask the user.
 
     python examples/interactive.py                        # sessions in memory
-    python examples/interactive.py --storage sqlite:///.flowcore/interactive.db --session mine
+    python examples/interactive.py --session mine \
+        --storage 'sqlite:///.flowcore/interactive.db?create_dirs=true'
         # stop any time with Ctrl-D: run the same command again to continue where you were
 
 The loop is the one of graph-flow's FlowRunner page, in Python:
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import shlex
 import sys
 from collections.abc import Callable
@@ -157,7 +157,8 @@ def how_to_continue(storage_url: str | None, session_id: str) -> str:
         )
     return (
         f"The session was kept in memory ({storage_url}) and ends with this process: "
-        "a storage such as --storage sqlite:///.flowcore/interactive.db keeps it between runs"
+        "a storage such as --storage 'sqlite:///.flowcore/interactive.db?create_dirs=true' "
+        "keeps it between runs"
     )
 
 
@@ -181,14 +182,6 @@ def echoed(prompt: str) -> str:
     return line.rstrip("\n")
 
 
-def make_room_for(storage_url: str) -> None:
-    """Create the directory of a SQLite file (such as .flowcore/), so the file can be made."""
-    parts = urlsplit(storage_url)
-    path = parts.path[1:]
-    if parts.scheme.split("+")[0] == "sqlite" and path not in ("", ":memory:"):
-        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="File a claim, one question at a time.")
     parser.add_argument("--storage", default="memory://", metavar="URL", help="default: memory://")
@@ -196,7 +189,6 @@ def main(argv: list[str] | None = None) -> int:
         "--session", metavar="ID", help="a session to continue, or the new one's id"
     )
     args = parser.parse_args(argv)
-    make_room_for(args.storage)
     try:
         return asyncio.run(amain(args.storage, args.session))
     except KeyboardInterrupt:

@@ -43,11 +43,11 @@ What the service takes, and how long it waits (each an option of the command lin
                             seconds of connecting, or of the previous answer; or the connection
                             is closed.
     --timeout-keep-alive S  5. uvicorn closes a connection idle that long between requests.
-    --limit-concurrency N   500. While N connections are open, uvicorn answers 503 to requests,
-                            and a new connection is answered 503 and closed at once, before it
-                            holds a file descriptor for long. Lowered at start-up to fit the
-                            open-files limit (ulimit -n), less twice the backlog and 64 for
-                            the rest. 0: no limit.
+    --limit-concurrency N   500. While N connections are open, uvicorn answers 503 to requests
+                            (its own, in plain text), and a new connection is answered 503 and
+                            closed at once, before it holds a file descriptor for long. Lowered
+                            at start-up to fit the open-files limit (ulimit -n), less twice the
+                            backlog and 64 for the rest. 0: no limit.
     --backlog N             128. Connections waiting to be accepted that the kernel holds.
     --max-head-bytes N      16384. A larger request line and headers is a 400 (from uvicorn).
 
@@ -92,7 +92,6 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
-from urllib.parse import urlsplit
 
 import anyio
 import uvicorn
@@ -134,7 +133,8 @@ __all__ = [
     "server_config",
 ]
 
-DEFAULT_STORAGE = "sqlite:///.flowcore/web_service.db"
+DEFAULT_STORAGE = "sqlite:///.flowcore/web_service.db?create_dirs=true"
+"""In .flowcore/ under the working directory, created if missing (an option of flowcore-sql)."""
 USER_INPUT = "user_input"
 """The context key a request's "message" is set under, for the waiting task to read."""
 
@@ -845,14 +845,6 @@ def server_config(
     return config
 
 
-def make_room_for(storage_url: str) -> None:
-    """Create the directory of a SQLite file (such as .flowcore/), so the file can be made."""
-    parts = urlsplit(storage_url)
-    path = parts.path[1:]
-    if parts.scheme.split("+")[0] == "sqlite" and path not in ("", ":memory:"):
-        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-
-
 def main(argv: list[str] | None = None) -> None:
     defaults = Limits()
     parser = argparse.ArgumentParser(description="An order-support chat as a web service.")
@@ -915,7 +907,6 @@ def main(argv: list[str] | None = None) -> None:
         help="a larger request line and headers is a 400 (default: %(default)s)",
     )
     args = parser.parse_args(argv)
-    make_room_for(args.storage)
     app = create_app(
         args.storage,
         limits=Limits(max_body_bytes=args.max_body_bytes, timeout_body=args.timeout_body),

@@ -95,8 +95,32 @@ def test_an_interactive_session_in_memory_is_not_said_to_be_stored():
     assert stopped.stdout.endswith(
         "How much are you claiming, in EUR?\n\n"
         "Stopped. The session was kept in memory (memory://) and ends with this process: "
-        "a storage such as --storage sqlite:///.flowcore/interactive.db keeps it between runs\n"
+        "a storage such as --storage 'sqlite:///.flowcore/interactive.db?create_dirs=true' "
+        "keeps it between runs\n"
     )
+
+
+@pytest.mark.parametrize(
+    ("name", "first", "then", "shows"),
+    [
+        ("interactive", "Grace Hopper\n", "4500\n", "Claim 4500 EUR for Grace Hopper"),
+        ("chat", "My name is Grace\n", "What's my name?\n", "your name is Grace."),
+    ],
+)
+def test_the_storage_the_end_of_input_names_keeps_sessions_between_runs(
+    tmp_path, name, first, then, shows
+):
+    # Run from a directory with no .flowcore/ in it: the storage named creates it.
+    said = run_example(name, stdin="", cwd=tmp_path).stdout
+    url = re.search(r"--storage '(sqlite:///[^']+)'", said).group(1)
+    storage = ["--storage", url, "--session", "s1"]
+
+    run_example(name, *storage, stdin=first, cwd=tmp_path)
+    second = run_example(name, *storage, stdin=then, cwd=tmp_path)
+
+    assert second.returncode == 0, second.stderr
+    assert shows in second.stdout
+    assert (tmp_path / ".flowcore").is_dir()
 
 
 def test_a_stored_session_id_is_quoted_for_the_shell(tmp_path):
@@ -185,7 +209,8 @@ def test_a_conversation_in_memory_is_not_said_to_be_stored():
     assert "stored" not in done.stdout
     assert done.stdout.endswith(
         "\n(The conversation was kept in memory (memory://) and ends here: "
-        "a storage such as --storage sqlite:///.flowcore/chat.db keeps it between runs)\n"
+        "a storage such as --storage 'sqlite:///.flowcore/chat.db?create_dirs=true' keeps it "
+        "between runs)\n"
     )
 
 
@@ -231,12 +256,14 @@ def test_the_batch_runs_ten_thousand_sessions_to_completion_and_reports_steps_pe
 
 
 def test_the_batch_runs_on_sqlite_too(tmp_path):
-    args = ["--sessions", "40", "--concurrency", "4", "--storage", "sqlite:///batch.db"]
+    storage = "sqlite:///.flowcore/batch.db?create_dirs=true"  # as the docstring says
+    args = ["--sessions", "40", "--concurrency", "4", "--storage", storage]
 
     for _ in range(2):  # a second run in the same storage adds its own sessions
         done = run_example("batch", *args, cwd=tmp_path)
         assert done.returncode == 0, done.stderr
         assert done.stdout.startswith("40 sessions completed: ")
+    assert (tmp_path / ".flowcore" / "batch.db").is_file()
 
 
 @pytest.mark.parametrize("concurrency", [1, 7])

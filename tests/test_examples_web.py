@@ -95,8 +95,13 @@ def postgres_problem() -> str | None:
 
 
 def start(
-    storage: str, log: Path, *options: str, preexec_fn: Callable[[], None] | None = None
+    storage: str | None,
+    log: Path,
+    *options: str,
+    preexec_fn: Callable[[], None] | None = None,
 ) -> tuple[subprocess.Popen[bytes], str]:
+    """Start the service (on its default storage when ``storage`` is None) in ``log``'s
+    directory, on a free port; the process and the URL it serves."""
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]),
@@ -104,7 +109,10 @@ def start(
     }
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, str(SERVICE), "--storage", storage, "--port", "0", *options],
+            [
+                *(sys.executable, str(SERVICE), "--port", "0", *options),
+                *(("--storage", storage) if storage else ()),
+            ],
             stdout=out,
             stderr=subprocess.STDOUT,
             env=env,
@@ -223,6 +231,18 @@ def test_a_session_can_be_created_with_an_id_and_a_context_and_the_id_is_then_ta
         assert unnamed.status_code == 422
 
 
+def test_by_default_sessions_are_kept_in_a_file_under_the_working_directory(tmp_path):
+    process, url = start(None, tmp_path / "server.log")
+    try:
+        with httpx.Client(base_url=url, timeout=10) as client:
+            answer = client.post("/sessions", json={"session_id": "kept"})
+    finally:
+        stop(process)
+
+    assert answer.status_code == 201
+    assert (tmp_path / ".flowcore" / "web_service.db").is_file()
+
+
 def test_an_unknown_session_is_404(server):
     with server.client() as client:
         for answer in (client.post("/sessions/nobody/run"), client.get("/sessions/nobody")):
@@ -336,6 +356,20 @@ def test_a_value_refused_when_a_session_is_created_creates_nothing(server):
         assert refused.status_code == 422
         assert "body['context']['x'] is NaN" in refused.json()["error"]
         assert client.get(f"/sessions/{session_id}").status_code == 404
+
+
+def test_text_with_a_nul_or_any_character_of_unicode_is_stored_and_shown_back(server):
+    text = "A-1001: a\x00b \u00e9\U0001f600 \u2028 \x1b[31m"
+    with server.client() as client:
+        session_id = server.new_session(client, context={"note": text})
+        client.post(f"/sessions/{session_id}/run")
+
+        answer = client.post(f"/sessions/{session_id}/run", json={"message": text})
+
+        assert answer.json()["response"] == "Order A-1001: 2 espresso cups. What went wrong?"
+        session = client.get(f"/sessions/{session_id}").json()
+        assert session["context"]["note"] == text
+        assert session["chat"][1]["content"] == text
 
 
 def test_json_nested_as_deep_as_allowed_is_stored_and_shown_back(server):
