@@ -403,10 +403,9 @@ async def body_of(request: Request, allowed: set[str]) -> dict[str, Any]:
         raise Refused(f"the body must be a JSON object, not {type(body).__name__}")
     unknown = sorted(set(body) - allowed)
     if unknown:
-        raise Refused(
-            f"unknown field(s) {', '.join(map(quote_id, unknown))}; "
-            f"expected {', '.join(sorted(allowed))}"
-        )
+        named = ", ".join(map(quote_id, unknown[:5]))
+        more = f" and {len(unknown) - 5:,} more" if len(unknown) > 5 else ""
+        raise Refused(f"unknown field(s) {named}{more}; expected {', '.join(sorted(allowed))}")
     if "context" in body and not isinstance(body["context"], dict):
         raise Refused('"context" must be a JSON object of values to set')
     for field in ("message", "session_id"):

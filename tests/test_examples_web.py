@@ -261,6 +261,11 @@ DEEP = b"[" * 990 + b"]" * 990
         (b'{"message": 1001}', '"message" must be a string'),
         (b'{"context": ["A-1001"]}', '"context" must be a JSON object'),
         (b'{"mesage": "A-1001"}', "unknown field(s) 'mesage'; expected context, message"),
+        (
+            json.dumps({f"f{n:05}": n for n in range(20_000)}).encode(),
+            "unknown field(s) 'f00000', 'f00001', 'f00002', 'f00003', 'f00004' and 19,995 more; "
+            "expected context, message",
+        ),
         (b'{"message": "a", "context": {"user_input": "b"}}', "not both"),
         # Values JSON parsing lets through, that could not be stored or answered again.
         (b'{"context": {"x": NaN}}', "body['context']['x'] is NaN: JSON numbers must be finite"),
