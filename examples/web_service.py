@@ -49,7 +49,14 @@ What the service takes, and how long it waits (each an option of the command lin
                             at start-up to fit the open-files limit (ulimit -n), less twice the
                             backlog and 64 for the rest. 0: no limit.
     --backlog N             128. Connections waiting to be accepted that the kernel holds.
-    --max-head-bytes N      16384. A larger request line and headers is a 400 (from uvicorn).
+    --max-head-bytes N      16384. A request line and headers larger than this are a 400
+                            (from uvicorn).
+
+Four of these are uvicorn's own options (limit_concurrency, timeout_keep_alive, backlog, and
+h11_max_incomplete_event_size for the head's size). uvicorn has none for a slow head or a
+slow body: the head's deadline is kept by a subclass of uvicorn's HTTP/1.1 protocol (h11),
+which also refuses the connections past the limit; the body's is kept by the app, around
+``request.stream()``.
 
 A body's JSON is refused with a 422 naming the place when it nests more than 32 deep, holds NaN
 or Infinity (or a number too large for a float), an integer of more than 4,300 digits, or a
@@ -57,12 +64,6 @@ string that is not Unicode text (a lone surrogate such as "\\ud800"), or is not 
 id is 1 to 128 printable characters without "/" (so no NUL, no control character, no lone
 surrogate, and a URL can always name it): POST /sessions refuses another id with a 422, and an
 id in a URL that breaks the rule is a 404, answered without asking the storage.
-
-Four of those are uvicorn's own options (limit_concurrency, timeout_keep_alive, backlog, and
-h11_max_incomplete_event_size for the head's size). uvicorn has none for a slow head or a
-slow body: the head's deadline is kept by a subclass of uvicorn's HTTP/1.1 protocol (h11),
-which also refuses the connections past the limit; the body's is kept by the app, around
-``request.stream()``.
 
 The log stays bounded whatever clients do: a warning that repeats (a refused connection, a
 request uvicorn could not parse, "too many open files" when accepting) is written at most 10
@@ -844,6 +845,20 @@ def server_config(
     return config
 
 
+def more_than_zero(kind: type[int] | type[float], *, or_zero: bool = False) -> Any:
+    """An argparse type: a number of ``kind`` above 0 (or 0 too, with ``or_zero``)."""
+    least = "0 or more" if or_zero else "more than 0"
+
+    def read(text: str) -> int | float:
+        value = kind(text)
+        if value < 0 or (value == 0 and not or_zero) or not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be {least}, not {text}")
+        return value
+
+    read.__name__ = kind.__name__  # what argparse calls it in "invalid int value"
+    return read
+
+
 def main(argv: list[str] | None = None) -> None:
     defaults = Limits()
     parser = argparse.ArgumentParser(description="An order-support chat as a web service.")
@@ -858,52 +873,52 @@ def main(argv: list[str] | None = None) -> None:
     limits = parser.add_argument_group("limits (see the module's documentation)")
     limits.add_argument(
         "--max-body-bytes",
-        type=int,
+        type=more_than_zero(int),
         default=defaults.max_body_bytes,
         metavar="N",
         help="a larger body is a 413 (default: %(default)s)",
     )
     limits.add_argument(
         "--timeout-body",
-        type=float,
+        type=more_than_zero(float),
         default=defaults.timeout_body,
         metavar="S",
         help="seconds for a body to arrive, or a 408 (default: %(default)s)",
     )
     limits.add_argument(
         "--timeout-header",
-        type=float,
+        type=more_than_zero(float),
         default=10.0,
         metavar="S",
         help="seconds for a request's head to arrive, or the connection closes (default: 10)",
     )
     limits.add_argument(
         "--timeout-keep-alive",
-        type=int,
+        type=more_than_zero(int),
         default=5,
         metavar="S",
         help="seconds an idle connection is kept between requests (default: %(default)s)",
     )
     limits.add_argument(
         "--limit-concurrency",
-        type=int,
+        type=more_than_zero(int, or_zero=True),
         default=500,
         metavar="N",
         help="connections at once; past them, 503 (default: %(default)s; 0: no limit)",
     )
     limits.add_argument(
         "--backlog",
-        type=int,
+        type=more_than_zero(int),
         default=128,
         metavar="N",
         help="connections waiting to be accepted (default: %(default)s)",
     )
     limits.add_argument(
         "--max-head-bytes",
-        type=int,
+        type=more_than_zero(int),
         default=16 * 1024,
         metavar="N",
-        help="a larger request line and headers is a 400 (default: %(default)s)",
+        help="a request line and headers larger than this are a 400 (default: %(default)s)",
     )
     args = parser.parse_args(argv)
     app = create_app(

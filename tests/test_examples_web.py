@@ -243,6 +243,29 @@ def test_by_default_sessions_are_kept_in_a_file_under_the_working_directory(tmp_
     assert (tmp_path / ".flowcore" / "web_service.db").is_file()
 
 
+@pytest.mark.parametrize(
+    ("option", "error"),
+    [
+        (["--timeout-body", "0"], "argument --timeout-body: must be more than 0, not 0"),
+        (["--max-body-bytes", "-5"], "argument --max-body-bytes: must be more than 0, not -5"),
+        (["--timeout-header", "nan"], "argument --timeout-header: must be more than 0, not nan"),
+        (["--limit-concurrency", "-1"], "argument --limit-concurrency: must be 0 or more, not -1"),
+    ],
+)
+def test_a_limit_that_could_not_work_is_refused_at_start(tmp_path, option, error):
+    done = subprocess.run(
+        [sys.executable, str(SERVICE), *option],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        check=False,
+    )
+
+    assert done.returncode == 2
+    assert done.stderr.strip().endswith(error)
+
+
 def test_an_unknown_session_is_404(server):
     with server.client() as client:
         for answer in (client.post("/sessions/nobody/run"), client.get("/sessions/nobody")):
