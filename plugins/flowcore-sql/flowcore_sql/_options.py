@@ -9,7 +9,7 @@ URL (password hidden), the option and what it must be.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any, TypedDict
 
@@ -25,7 +25,6 @@ __all__ = [
     "PostgresOptions",
     "Refused",
     "SqliteOptions",
-    "check_delay",
     "resolve",
 ]
 
@@ -72,7 +71,10 @@ class Option:
 def _number(value: object, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise Refused(what)
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond any float
+        raise Refused(what) from None
     if math.isnan(number):
         raise Refused(what)
     return number
@@ -103,28 +105,23 @@ def _seconds(
     return check
 
 
-def check_delay(value: Any) -> timedelta:
-    """A positive delay of at most MAX_DELAY, from a timedelta or a number of seconds."""
-    what = f"a positive timedelta or number of seconds, at most {MAX_DELAY.days // 365} years"
-    if isinstance(value, timedelta):
-        delay = value
-    else:
-        number = _number(value, what)
-        if not math.isfinite(number) or abs(number) > MAX_DELAY.total_seconds():
-            raise Refused(what)
-        delay = timedelta(seconds=number)
-    if not timedelta(0) < delay <= MAX_DELAY:
-        raise Refused(what)
-    return delay
-
-
 def _ttl(value: Any) -> timedelta | None:
+    what = (
+        f"a positive timedelta or number of seconds, at most {MAX_DELAY.days // 365} years, "
+        "or None for never"
+    )
     if value is None:
         return None
-    try:
-        return check_delay(value)
-    except Refused as exc:
-        raise Refused(f"{exc}, or None for never") from None
+    if isinstance(value, timedelta):
+        ttl = value
+    else:
+        number = _number(value, what)
+        if not abs(number) <= MAX_DELAY.total_seconds():  # infinity too
+            raise Refused(what)
+        ttl = timedelta(seconds=number)
+    if not timedelta(0) < ttl <= MAX_DELAY:
+        raise Refused(what)
+    return ttl
 
 
 def _boolean(value: Any) -> bool:
@@ -288,11 +285,14 @@ def resolve(
     keywords: Mapping[str, Any],
     query: Mapping[str, str | tuple[str, ...]],
     url: str,
+    connection: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Every option's value: from ``keywords``, else from the URL's ``query``, else its default.
 
-    ``url`` is the URL as messages show it. Raises StorageError for an unknown name, an option
-    given twice (in the query, or both there and as a keyword) and a value an option refuses.
+    ``url`` is the URL as messages show it; ``connection``, what else its query may give (the
+    driver's parameters, taken out of ``query`` already). Raises StorageError for an unknown
+    name, an option given twice (in the query, or both there and as a keyword) and a value an
+    option refuses.
     """
     known = ", ".join(options)
     for name in keywords:
@@ -304,9 +304,12 @@ def resolve(
     for name, text in query.items():
         option = options.get(name)
         if option is None or option.parse is None:
+            known = ", ".join(o.name for o in options.values() if o.parse)
+            if connection:
+                known += f", and for the connection: {', '.join(connection)}"
             raise StorageError(
                 f"Unknown option {quote_id(name)} in the query of {url}; the options a URL may "
-                f"give are: {', '.join(o.name for o in options.values() if o.parse)}"
+                f"give are: {known}"
             )
         if not isinstance(text, str):
             raise StorageError(f"{url} gives the option {name!r} {len(text)} times; give it once")

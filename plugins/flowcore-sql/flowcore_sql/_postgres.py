@@ -83,7 +83,9 @@ class PostgresSessionStorage(SqlSessionStorage):
 
     def __init__(self, url: str, **options: Unpack[PostgresOptions]) -> None:
         address = postgres_url(url)
-        values = resolve(POSTGRES_OPTIONS, options, address.options, address.shown)
+        values = resolve(
+            POSTGRES_OPTIONS, options, address.options, address.shown, address.connection
+        )
         super().__init__(address.shown, ttl=values["ttl"], migrate=values["migrate"])
         engine_url = address.engine_url
         schema: str | None = values["schema"]

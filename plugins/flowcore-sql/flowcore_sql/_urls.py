@@ -15,7 +15,7 @@ from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.exc import ArgumentError
 
 from flowcore import StorageError, hide_password, quote_id
-from flowcore_sql._options import POSTGRES_OPTIONS, SQLITE_OPTIONS, resolve
+from flowcore_sql._options import SQLITE_OPTIONS, resolve
 
 if TYPE_CHECKING:
     from flowcore_sql._storage import SqlSessionStorage
@@ -118,7 +118,10 @@ def sqlite_url(url: str) -> tuple[str, dict[str, str | tuple[str, ...]]]:
 
 class PostgresUrl:
     """A ``postgresql[+driver]://`` URL, checked: what the engine connects to (always
-    asyncpg), the URL as messages show it (password hidden), and the options in its query."""
+    asyncpg), the URL as messages show it (password hidden), and the options in its query.
+    ``connection`` names what else the query may give, for messages."""
+
+    connection = tuple(_DRIVER_QUERY)
 
     __slots__ = ("engine_url", "options", "shown")
 
@@ -143,16 +146,10 @@ def postgres_url(url: str) -> PostgresUrl:
     options: dict[str, str | tuple[str, ...]] = {}
     driver_query: dict[str, str | tuple[str, ...]] = {}
     for name, value in parsed.query.items():
-        if name in POSTGRES_OPTIONS:
-            options[name] = value
-        elif name in _DRIVER_QUERY:
+        if name in _DRIVER_QUERY:
             driver_query[name] = _driver_value(shown, name, value)
         else:
-            flowcore = ", ".join(n for n, o in POSTGRES_OPTIONS.items() if o.parse)
-            raise StorageError(
-                f"Unknown option {quote_id(name)} in the query of {shown}; the options a URL "
-                f"may give are: {flowcore}, and for the connection: {', '.join(_DRIVER_QUERY)}"
-            )
+            options[name] = value  # _options checks them, and says which names it knows
     if "sslmode" in driver_query and "ssl" in driver_query:
         raise StorageError(f"{shown} gives both ssl and sslmode; give one of them")
     # Shown without the options, which are not where the sessions are.

@@ -280,7 +280,9 @@ async def test_set_expiry_refuses_what_is_not_a_time(
         await storage.set_expiry("s1", expires)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("ttl", [0, -5, timedelta(0), float("inf"), float("nan"), 1e300, "1h"])
+@pytest.mark.parametrize(
+    "ttl", [0, -5, timedelta(0), float("inf"), float("nan"), 1e300, 10**400, "1h", True]
+)
 def test_a_ttl_must_be_a_positive_duration(backend: Backend, ttl: object) -> None:
     with pytest.raises(StorageError, match=r"The option ttl=.* is not a positive timedelta"):
         backend.storage(ttl=ttl)
