@@ -187,7 +187,7 @@ class SqlSessionStorage(SessionStorage):
                 raise TypeError(
                     f"after must be None or a str, got {type(after).__name__}: {quote_id(after)}"
                 )
-            self._check_text(after, "after")
+            self._check_text(after, "The listing bound after=")
             params["after"] = after
         if limit is not None:
             params["limit"] = min(limit, _MAX_LIMIT)
@@ -370,27 +370,30 @@ class SqlSessionStorage(SessionStorage):
             raise TypeError(
                 f"session_id must be a str, got {type(session_id).__name__}: {quote_id(session_id)}"
             )
-        self._check_text(session_id, "session id")
+        self._check_text(session_id, "Session id ")
         return session_id
 
-    def _check_text(self, text: str, what: str) -> None:
+    def _check_text(self, text: str, subject: str) -> None:
+        """Raise StorageError, naming ``subject`` and ``text``, for text the database cannot
+        hold: a lone surrogate anywhere, a NUL on PostgreSQL."""
         if text.isascii() and (self._nul_in_text or "\x00" not in text):
             return  # the usual case, at once
-        problem = None
         try:
             text.encode()
         except UnicodeEncodeError as exc:
             problem = (
                 f"it holds a lone surrogate (U+{ord(text[exc.start]):04X} at position "
-                f"{exc.start}), which is not Unicode text and cannot be stored"
+                f"{exc.start}), which is not Unicode text, so no database can store it. Use "
+                "valid Unicode text"
             )
-        if problem is None and not self._nul_in_text and "\x00" in text:
-            problem = "it holds the NUL character (U+0000), which PostgreSQL text cannot"
-        if problem is not None:
-            raise StorageError(
-                f"The {what} {quote_id(text)} is not one {self._url} can hold: {problem}. "
-                "Use valid Unicode text"
+        else:
+            if self._nul_in_text or "\x00" not in text:
+                return
+            problem = (
+                "it holds the NUL character (U+0000), which PostgreSQL text cannot hold. Leave "
+                "it out"
             )
+        raise StorageError(f"{subject}{quote_id(text)} cannot be used with {self._url}: {problem}")
 
     def _check_writable(self, action: str) -> None:
         if self._read_only:
