@@ -6,3 +6,11 @@ from flowcore._context cimport Context, restore_context
 cpdef Context _build_context(object max_chat_messages, object data, object chat)
 
 cpdef bint _all_str(list items)
+
+cpdef bint _str_keys(dict mapping)
+
+@cython.locals(depth=Py_ssize_t, max_depth=Py_ssize_t, budget=Py_ssize_t, level=list, below=list, items=list)
+cpdef object _scan(dict data)
+
+@cython.locals(depth=Py_ssize_t, max_depth=Py_ssize_t, order=list, level=list, below=list, items=list, holds_pending=bint)
+cpdef object _settle(dict data)

@@ -44,21 +44,38 @@ code  type        payload
 Only these exact types are accepted: a subclass (of str, int, dict, of a registered type...)
 must be registered itself. Each value comes back equal and of the same type. Dict keys may be
 any supported hashable value: str, int, float, bool, None, bytes, tuple, frozenset, datetime,
-date, time, timedelta, UUID, Decimal and hashable registered types. Limits: lists and dicts
-nest at most 1024 levels (msgpack's limit) inside each extension value, and tuples, sets and
-registered types at most 32 levels (which keeps the C stack bounded); a container reached
-twice is stored twice (it comes back as two copies), and one that contains itself cannot be
-stored. ``bytearray`` and ``memoryview`` are written as msgpack bin by msgpack itself and come
-back as ``bytes``; ``msgpack.ExtType`` and ``msgpack.Timestamp`` objects must not be stored.
-A ``fold`` of 1 and a tzinfo's name are not kept (neither changes equality).
+date, time, timedelta, UUID, Decimal and hashable registered types. A container reached twice
+is stored twice (it comes back as two copies), and one that contains itself cannot be stored.
+``bytearray`` and ``memoryview`` are written as msgpack bin by msgpack itself and come back as
+``bytes``. A ``fold`` of 1 and a tzinfo's name are not kept (neither changes equality).
+
+Limits
+------
+No value can crash the process or take time out of proportion to its size, at save or load:
+
+- Containers nest at most :data:`MAX_DEPTH` (256) levels, every kind counting together (list,
+  dict, tuple, set, frozenset, registered value). Packing never recurses through Python: a
+  scan checks the values first, without recursion, then the tuples, sets and registered values
+  are packed inside out, each finding what it holds already packed. Unpacking never nests
+  msgpack's unpacker (each has a large stack of its own on the C stack): the extension hook
+  keeps a tuple's payload, and the values are built level by level afterwards.
+- More than 32 members of one set or keys of one dict that share a hash are refused (Python
+  builds such a set in time quadratic in their number, and ints, tuples or Decimals can be
+  chosen to collide). Maps are first unpacked with string keys only (their hashes are salted).
+- One context holds at most 10,000,000 values, a container stored in several places counting
+  each time (``x = [x, x]`` repeated would otherwise stand for billions).
+- ``msgpack.ExtType`` and ``msgpack.Timestamp`` are msgpack's own values, not context values:
+  refused at save (they would come back as other types), and a blob holding a Timestamp is
+  refused at load. So is a chat timestamp outside the years 1 to 9999.
 
 Errors
 ------
 A value that cannot be stored raises :class:`SerializationError` at encode, naming the key
 path, e.g. ``context['order']['items'][3]: cannot store object of type lock``. Paths write
 dict keys as ``[key]`` (their repr), list and tuple items as ``[i]``, set members as ``{...}``,
-dataclass fields as ``.name`` and a dict key itself as ``<key>``. The encode is attempted in C
-first; only when it fails does a Python walk look for the path. An unreadable blob raises
+dataclass fields as ``.name`` and a dict key itself as ``<key>``; a str that is not valid
+Unicode (a lone surrogate) is named by its path too. The scan and the encode run without
+paths; only when one fails does a slower walk look for the path. An unreadable blob raises
 :class:`StorageError` naming the session: ``Session 'abc' could not be decoded: <reason>``.
 """
 
@@ -82,6 +99,7 @@ from flowcore._session import Session
 
 __all__ = [
     "FORMAT_VERSION",
+    "MAX_DEPTH",
     "READABLE_FORMAT_VERSIONS",
     "decode_context",
     "decode_session",
@@ -114,23 +132,36 @@ EXT_UUID = 9
 EXT_DECIMAL = 10
 EXT_REGISTERED = 11
 
-_NEST_LIMIT = 1024
-"""msgpack's nesting limit: the C packer fails below this many levels of lists and dicts."""
+MAX_DEPTH = 256
+"""How deep containers may nest in a context value: every kind counts, together.
 
-_MAX_EXT_DEPTH = 32
-"""How many tuples, sets and registered values may nest inside each other.
-
-Each level packs (and unpacks) its payload with a new msgpack call, on the C stack; the limit
-keeps a deep or crafted structure from exhausting it.
+The value stored under a context key is level 1; each list, dict, tuple, set, frozenset or
+registered value inside another adds one level. Packing and unpacking a tuple, set or
+registered value recurses on the C stack, and Python reading a value (``==``, ``repr``,
+``json``) recurses once per level: the bound keeps every one of them far from its limit.
 """
+
+_MAX_SHARING_A_HASH = 32
+"""How many members of one set or keys of one dict may share a hash.
+
+Python builds a set or dict in time quadratic in the members that share a hash; ints, tuples,
+Decimals and other values that are not strings can be chosen to collide, so a blob of a few
+hundred KB could take seconds to load. Real data has a handful at most.
+"""
+
+_MAX_VALUES = 10_000_000
+"""How many values one context may hold (a container stored in several places counts each time).
+
+A structure that shares its containers (``x = [x, x]``, repeated) stands for exponentially many
+values in the blob: it is refused before packing, not packed until memory runs out.
+"""
+
 
 # Packers start with buffers this size and grow as needed. msgpack's default (256 KiB) is
 # large enough for glibc to return it to the OS after each call, making every encode pay for
 # fresh pages, and most payloads are far smaller.
 _BUF_SIZE = 16 * 1024
 _NESTED_BUF_SIZE = 256
-
-_VALUE_BUDGET = _NEST_LIMIT - 2  # a context value sits in data (a map) in the record (an array)
 
 _UTC = timezone.utc
 _DT_MIN = datetime(1, 1, 1)
@@ -145,10 +176,11 @@ _HINT = "register it with flowcore.codec.register_type or store a supported type
 
 
 class _State(threading.local):
-    """Per-thread nesting depth of extension values being packed or unpacked."""
+    """Per thread: the packed tuples, sets and registered values of the context being
+    packed, by id (what ``_default`` hands msgpack for them)."""
 
     def __init__(self) -> None:
-        self.depth = 0
+        self.nested: dict[int, ExtType] | None = None
 
 
 _STATE = _State()
@@ -158,8 +190,8 @@ class _Unsupported(TypeError):
     """Raised by ``_default`` for a type the codec does not store; the slow walk says where."""
 
 
-class _TooDeep(ValueError):
-    """Extension values nested more than ``_MAX_EXT_DEPTH`` levels."""
+class _Refused(ValueError):
+    """The scan before packing found a value it cannot pack as it is; the slow walk says why."""
 
 
 class _DecodeError(ValueError):
@@ -220,9 +252,17 @@ _BUILTIN_TYPES: tuple[type, ...] = (
     Decimal,
 )
 # Types msgpack packs itself (never reaching _default): registering them would do nothing.
+# ExtType and Timestamp are msgpack's own values: they would come back as other types.
 _PACKED_BY_MSGPACK: tuple[type, ...] = (bytearray, memoryview, ExtType, Timestamp)
-# What the slow walk accepts without looking inside: every stored type but the containers.
-_LEAF_TYPES = frozenset(_BUILTIN_TYPES + _PACKED_BY_MSGPACK) - {list, tuple, dict, set, frozenset}
+_MSGPACK_VALUES = (ExtType, Timestamp)
+# What the walks accept without looking inside: every stored type but the containers.
+_LEAF_TYPES = frozenset((*_BUILTIN_TYPES, bytearray, memoryview)) - {
+    list,
+    tuple,
+    dict,
+    set,
+    frozenset,
+}
 
 
 def _class_name(cls: type[Any]) -> str:
@@ -317,19 +357,6 @@ _ext = ExtType._make  # ExtType without the checks of ExtType(): our codes and b
 _packer: Callable[..., Packer] = Packer
 
 
-def _pack_nested(code: int, payload: object) -> ExtType:
-    state = _STATE
-    depth = state.depth
-    if depth >= _MAX_EXT_DEPTH:
-        raise _TooDeep("nested too deeply")
-    state.depth = depth + 1
-    try:
-        packer = _packer(default=_default, strict_types=True, buf_size=_NESTED_BUF_SIZE)
-        return _ext((code, packer.pack(payload)))
-    finally:
-        state.depth = depth
-
-
 def _offset_us(offset: timedelta) -> int:
     return (offset.days * 86_400 + offset.seconds) * 1_000_000 + offset.microseconds
 
@@ -345,8 +372,6 @@ def _default(obj: Any) -> ExtType:
         if offset is None:
             return _ext((EXT_DATETIME, _Q.pack(wall)))
         return _ext((EXT_DATETIME, _QQ.pack(wall, _offset_us(offset))))
-    if t is tuple:
-        return _pack_nested(EXT_TUPLE, list(obj))
     if t is int:
         return _ext((EXT_BIGINT, obj.to_bytes((obj.bit_length() + 8) >> 3, "big", signed=True)))
     if t is date:
@@ -355,10 +380,6 @@ def _default(obj: Any) -> ExtType:
         return _ext((EXT_UUID, obj.bytes))
     if t is Decimal:
         return _ext((EXT_DECIMAL, str(obj).encode("ascii")))
-    if t is set:
-        return _pack_nested(EXT_SET, list(obj))
-    if t is frozenset:
-        return _pack_nested(EXT_FROZENSET, list(obj))
     if t is timedelta:
         return _ext((EXT_TIMEDELTA, _III.pack(obj.days, obj.seconds, obj.microseconds)))
     if t is time:
@@ -369,34 +390,160 @@ def _default(obj: Any) -> ExtType:
         if offset is None:
             return _ext((EXT_TIME, _Q.pack(since_midnight)))
         return _ext((EXT_TIME, _QQ.pack(since_midnight, _offset_us(offset))))
-    entry = _BY_TYPE.get(t)
-    if entry is None:
-        raise _Unsupported(f"cannot store object of type {t.__qualname__}")
+    # A tuple, set, frozenset or registered value: packed before, inside out, by _pack_nested.
+    nested = _STATE.nested
+    if nested is not None:
+        packed = nested.get(id(obj))
+        if packed is not None:
+            return packed
+    raise _Unsupported(f"cannot store object of type {t.__qualname__}")
+
+
+def _encoded_value(entry: _Entry, obj: Any) -> Any:
+    """What registered ``obj`` is stored as: its enum value, its fields, or encode(obj)."""
     kind = entry.kind
     if kind == _ENUM:
-        value = obj.value
-    elif kind == _DATACLASS:
-        value = {name: getattr(obj, name) for name in entry.fields}
-    else:
-        value = entry.encode(obj)  # type: ignore[misc]
-    return _pack_nested(EXT_REGISTERED, [entry.name, value])
+        return obj.value
+    if kind == _DATACLASS:
+        return {name: getattr(obj, name) for name in entry.fields}
+    return entry.encode(obj)  # type: ignore[misc]
 
 
-def _pack_record(record: list[Any], data: dict[str, Any]) -> bytes:
-    """``record`` packed; a failure is reported by the path of the value in ``data`` at fault."""
-    packer = _packer(default=_default, strict_types=True, buf_size=_BUF_SIZE)
+def _crowded(members: Any) -> bool:
+    """Whether more than ``_MAX_SHARING_A_HASH`` of ``members`` share one hash."""
+    if len(members) <= _MAX_SHARING_A_HASH:
+        return False
+    hashes = [hash(member) for member in members]
+    if len(set(hashes)) == len(hashes):  # the common case: no two share a hash
+        return False
+    counts: dict[int, int] = {}
+    for h in hashes:
+        n = counts.get(h, 0) + 1
+        if n > _MAX_SHARING_A_HASH:
+            return True
+        counts[h] = n
+    return False
+
+
+def _scan(data: dict[str, Any]) -> list[Any] | None:
+    """Check every value of ``data`` before it is packed, without recursion.
+
+    Returns the tuples, sets, frozensets and registered values found (outside in), each as
+    ``(value, extension code, payload)``, or None when there is none. Raises _Refused when a
+    value cannot be packed as it is (too deep, too many values, a type that is not stored, a
+    set whose members share a hash); the slow walk then says what and where. msgpack packs
+    its own ExtType and Timestamp without asking: the scan rules them out first.
+    """
+    nested: list[Any] | None = None
+    leaf_types = _LEAF_TYPES
+    max_depth = MAX_DEPTH  # a C int when compiled
+    budget = _MAX_VALUES - len(data)
+    # Level by level: the lists of values whose containers are at level ``depth`` (a dict's
+    # values are copied into a list, which compiles to a fast loop).
+    level: list[Any] = [list(data.values())]
+    depth = 1
+    while level:
+        below: list[Any] = []
+        for items in level:
+            for obj in items:
+                t = type(obj)
+                # the commonest types first: one comparison each when compiled
+                if t is str or t is int:
+                    continue
+                if t is list:
+                    children = obj
+                elif t in leaf_types:
+                    continue
+                elif t is dict:
+                    if not _str_keys(obj):
+                        if _crowded(obj):
+                            raise _Refused
+                        below.append(list(obj))
+                        budget -= len(obj)
+                    children = list(obj.values())
+                else:
+                    if t is tuple:
+                        code = EXT_TUPLE
+                        payload: Any = list(obj)
+                        children = payload
+                    elif t is set or t is frozenset:
+                        if _crowded(obj):
+                            raise _Refused
+                        code = EXT_SET if t is set else EXT_FROZENSET
+                        payload = list(obj)
+                        children = payload
+                    else:
+                        entry = _BY_TYPE.get(t)
+                        if entry is None:
+                            raise _Refused
+                        code = EXT_REGISTERED
+                        value = _encoded_value(entry, obj)  # once per value, whatever it does
+                        payload = [entry.name, value]
+                        fields = entry.kind == _DATACLASS
+                        children = list(value.values()) if fields else payload[1:]
+                    if nested is None:
+                        nested = []
+                    nested.append((obj, code, payload))
+                if depth > max_depth:
+                    raise _Refused
+                budget -= len(children)
+                if budget < 0:  # said without a path: finding one would take as long
+                    raise _Refused(_TOO_MANY)
+                below.append(children)
+        level = below
+        depth += 1
+    return nested
+
+
+def _pack_nested(nested: list[Any]) -> dict[int, ExtType]:
+    """Pack the tuples, sets and registered values the scan found, inside out, so that
+    packing never recurses through ``_default``: each payload finds the values inside it
+    already packed. Keyed by id; ``nested`` keeps the values (and payloads) alive."""
+    packed: dict[int, ExtType] = {}
+    _STATE.nested = packed
+    packer = _packer(default=_default, strict_types=True, buf_size=_NESTED_BUF_SIZE)
+    for obj, code, payload in reversed(nested):
+        key = id(obj)
+        if key not in packed:  # a value stored in several places is packed once
+            packed[key] = _ext((code, packer.pack(payload)))
+    return packed
+
+
+def _pack_record(record: list[Any], ctx: Context) -> bytes:
+    """``record`` packed; a failure is reported by the path of the value in ``ctx`` at fault."""
     try:
+        nested = _scan(ctx._data)
+    except MemoryError:
+        raise
+    except Exception as exc:  # _Refused, or a value whose hash or encode function failed
+        _raise_serialization_error(record, ctx, exc)
+    state = _STATE
+    outer = state.nested
+    try:
+        if nested is not None:
+            _pack_nested(nested)
+        packer = _packer(default=_default, strict_types=True, buf_size=_BUF_SIZE)
         return packer.pack(record)
     except MemoryError:
         raise
     except Exception as exc:
-        _raise_serialization_error(data, exc)
+        _raise_serialization_error(record, ctx, exc)
+    finally:
+        state.nested = outer
 
 
 def _all_str(items: list[Any]) -> bool:
     """Whether every item of ``items`` is a str (exactly)."""
     for item in items:  # noqa: SIM110  (a plain loop compiles to C; all() of a generator does not)
         if type(item) is not str:
+            return False
+    return True
+
+
+def _str_keys(mapping: dict[Any, Any]) -> bool:
+    """Whether every key of ``mapping`` is a str (exactly)."""
+    for key in mapping:  # noqa: SIM110  (as in _all_str)
+        if type(key) is not str:
             return False
     return True
 
@@ -439,18 +586,18 @@ def encode_session(session: Session) -> bytes:
         data,
         ctx._chat,
     ]
-    return _VERSION_BYTE + _pack_record(record, data)
+    return _VERSION_BYTE + _pack_record(record, ctx)
 
 
 def encode_context(ctx: Context) -> bytes:
     """A snapshot of ``ctx`` (data, chat and cap) for :func:`decode_context`."""
-    data = ctx._data
-    return _pack_record([ctx._max_chat_messages, data, ctx._chat], data)
+    return _pack_record([ctx._max_chat_messages, ctx._data, ctx._chat], ctx)
 
 
 # -- finding what failed (the slow path) --------------------------------------------------------
 
 _EXIT: Any = object()  # a marker on the walk's stack: leave the container whose id follows
+_CONTAINER_TYPES = frozenset((list, tuple, dict, set, frozenset))
 _Path = tuple[Any, str]  # (parent path or None, text of this step)
 _ROOT: _Path = (None, "context")
 
@@ -469,6 +616,11 @@ def _format_path(path: _Path) -> str:
 
 def _unsupported_message(t: type[Any]) -> str:
     name = t.__qualname__
+    if t in _MSGPACK_VALUES:
+        return (
+            f"cannot store msgpack.{name}: it is msgpack's own value, not a context value (it "
+            "would come back as another type); store its data itself, e.g. bytes or a datetime"
+        )
     if issubclass(t, enum.Enum) or dataclasses.is_dataclass(t):
         kind = "an enum" if issubclass(t, enum.Enum) else "a dataclass"
         return (
@@ -485,39 +637,92 @@ def _unsupported_message(t: type[Any]) -> str:
     return f"cannot store object of type {name}; {_HINT}"
 
 
+def _bad_text(text: str) -> str | None:
+    """Why ``text`` cannot be stored as UTF-8 (a lone surrogate), or None."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return (
+            f"a str that is not valid Unicode text (a lone surrogate {text[exc.start]!r} at "
+            f"index {exc.start}) cannot be stored as UTF-8; decode its bytes properly, e.g. "
+            "with errors='replace'"
+        )
+    return None
+
+
+_TOO_DEEP = (
+    f"nested too deeply: more than {MAX_DEPTH} levels of containers (lists, dicts, tuples, "
+    "sets and registered values count together) cannot be stored; flatten it, or store the "
+    "inner part under a key of its own"
+)
+_TOO_MANY = (
+    f"more than {_MAX_VALUES:,} values in one context (a container stored in several places "
+    "counts each time): store less, or keep large data outside the session and store its id"
+)
+
+
+def _crowd_message(what: str) -> str:
+    return (
+        f"more than {_MAX_SHARING_A_HASH} {what} share one hash, which would make loading take "
+        "time quadratic in their number; store them as a list instead"
+    )
+
+
+def _children(obj: Any, t: type[Any], path: _Path, entry: _Entry | None) -> list[tuple[Any, _Path]]:
+    """The values inside container ``obj``, each with its path; raises _Refused with a
+    message when the container itself cannot be stored."""
+    if t is list or t is tuple:
+        return [(item, (path, f"[{i}]")) for i, item in enumerate(obj)]
+    if t is dict:
+        if _crowded(obj):
+            raise _Refused(_crowd_message("keys of this dict"))
+        children: list[tuple[Any, _Path]] = []
+        for k, v in obj.items():
+            children.append((k, (path, "<key>")))
+            children.append((v, (path, f"[{quote_id(k)}]")))
+        return children
+    if t is set or t is frozenset:
+        if _crowded(obj):
+            raise _Refused(_crowd_message(f"members of this {t.__name__}"))
+        return [(item, (path, "{...}")) for item in obj]
+    assert entry is not None
+    try:
+        value = _encoded_value(entry, obj)
+    except Exception as exc:
+        raise _Refused(
+            f"the encode function registered for {entry.name!r} raised {type(exc).__name__}: {exc}"
+        ) from exc
+    if entry.kind == _DATACLASS:
+        return [(v, (path, f".{k}")) for k, v in value.items()]
+    return [(value, path)]
+
+
 def _find_problem(data: dict[str, Any]) -> tuple[str, BaseException | None] | None:
-    """Walk ``data`` as the codec packs it; the first problem as (message, cause), or None."""
-    stack: list[tuple[Any, Any, int, int]] = [
-        (value, (_ROOT, f"[{key!r}]"), _VALUE_BUDGET, 0) for key, value in data.items()
+    """Walk ``data`` as the scan does, with paths; the first problem as (message, cause)."""
+    stack: list[tuple[Any, Any, int]] = [
+        (value, (_ROOT, f"[{quote_id(key)}]"), 1) for key, value in data.items()
     ]
     stack.reverse()
+    budget = _MAX_VALUES - len(data)
     active: dict[int, object] = {}  # containers on the current branch (kept alive by this)
     while stack:
-        obj, path, budget, ext_depth = stack.pop()
+        obj, path, depth = stack.pop()
         if obj is _EXIT:
             del active[path]
             continue
-        if budget < 0:
-            message = (
-                f"{_format_path(path)}: nested too deeply (more than {_NEST_LIMIT} levels of "
-                "lists and dicts) to be stored"
-            )
-            return message, None
         t = type(obj)
+        if t is str:
+            bad = _bad_text(obj)
+            if bad is not None:
+                return f"{_format_path(path)}: {bad}", None
+            continue
         if t in _LEAF_TYPES:
             continue
         entry = None
-        if t is not list and t is not dict:
-            if t is not tuple and t is not set and t is not frozenset:
-                entry = _BY_TYPE.get(t)
-                if entry is None:
-                    return f"{_format_path(path)}: {_unsupported_message(t)}", None
-            if ext_depth >= _MAX_EXT_DEPTH:
-                message = (
-                    f"{_format_path(path)}: nested too deeply (more than {_MAX_EXT_DEPTH} "
-                    "levels of tuples, sets and registered types) to be stored"
-                )
-                return message, None
+        if t not in _CONTAINER_TYPES:
+            entry = _BY_TYPE.get(t)
+            if entry is None:
+                return f"{_format_path(path)}: {_unsupported_message(t)}", None
         key = id(obj)
         if key in active:
             message = (
@@ -525,50 +730,52 @@ def _find_problem(data: dict[str, Any]) -> tuple[str, BaseException | None] | No
                 "cannot be stored; break the cycle, e.g. store ids instead of the objects"
             )
             return message, None
+        if depth > MAX_DEPTH:
+            return f"{_format_path(path)}: {_TOO_DEEP}", None
+        try:
+            children = _children(obj, t, path, entry)
+        except _Refused as refused:
+            return f"{_format_path(path)}: {refused}", refused.__cause__
+        except Exception as exc:  # an unhashable member, a __hash__ that fails
+            return f"{_format_path(path)}: {type(exc).__name__}: {exc}", exc
+        budget -= len(children)
+        if budget < 0:
+            return f"{_format_path(path)}: {_TOO_MANY}", None
         active[key] = obj
-        stack.append((_EXIT, key, 0, 0))
-        children: list[tuple[Any, Any, int, int]] = []
-        if t is list:
-            children = [
-                (item, (path, f"[{i}]"), budget - 1, ext_depth) for i, item in enumerate(obj)
-            ]
-        elif t is dict:
-            for k, v in obj.items():
-                children.append((k, (path, "<key>"), budget - 1, ext_depth))
-                children.append((v, (path, f"[{k!r}]"), budget - 1, ext_depth))
-        elif t is tuple:
-            children = [
-                (item, (path, f"[{i}]"), _NEST_LIMIT - 1, ext_depth + 1)
-                for i, item in enumerate(obj)
-            ]
-        elif t is set or t is frozenset:
-            children = [(item, (path, "{...}"), _NEST_LIMIT - 1, ext_depth + 1) for item in obj]
-        elif entry is not None:
-            try:
-                if entry.kind == _ENUM:
-                    children = [(obj.value, path, _NEST_LIMIT - 1, ext_depth + 1)]
-                elif entry.kind == _DATACLASS:
-                    children = [
-                        (getattr(obj, name), (path, f".{name}"), _NEST_LIMIT - 2, ext_depth + 1)
-                        for name in entry.fields
-                    ]
-                else:
-                    value = entry.encode(obj)  # type: ignore[misc]
-                    children = [(value, path, _NEST_LIMIT - 1, ext_depth + 1)]
-            except Exception as exc:
-                message = (
-                    f"{_format_path(path)}: the encode function registered for "
-                    f"{entry.name!r} raised {type(exc).__name__}: {exc}"
-                )
-                return message, exc
-        children.reverse()
-        stack.extend(children)
+        stack.append((_EXIT, key, 0))
+        stack.extend((child, child_path, depth + 1) for child, child_path in reversed(children))
     return None
 
 
-def _raise_serialization_error(data: dict[str, Any], exc: Exception) -> NoReturn:
+def _field_problem(record: list[Any], ctx: Context) -> str | None:
+    """A problem outside the context data: text of a session field or of a chat message."""
+    chat = ctx._chat
+    for i in range(1, len(chat), 3):
+        bad = _bad_text(chat[i]) if type(chat[i]) is str else None
+        if bad is not None:
+            return f"chat message {i // 3}: {bad}"
+    if len(record) == 8:  # a whole session, not a context snapshot
+        names = ("graph_id", "current_task_id", "status_message")
+        for name, value in zip(names, record[:3], strict=True):
+            bad = _bad_text(value) if type(value) is str else None
+            if bad is not None:
+                return f"session field {name}: {bad}"
+        for i, task_id in enumerate(record[4]):
+            bad = _bad_text(task_id)
+            if bad is not None:
+                return f"session field history[{i}]: {bad}"
+    return None
+
+
+def _raise_serialization_error(record: list[Any], ctx: Context, exc: Exception) -> NoReturn:
+    if type(exc) is _Refused and exc.args and exc.args[0] == _TOO_MANY:
+        raise SerializationError(f"context: {_TOO_MANY}") from None
     try:
-        found = _find_problem(data)
+        found = _find_problem(ctx._data)
+        if found is None:
+            problem = _field_problem(record, ctx)
+            if problem is not None:
+                found = (problem, None)
     except Exception as walk_error:  # a value whose methods misbehave twice; say what we know
         raise SerializationError(
             f"context could not be stored: {type(exc).__name__}: {exc}"
@@ -598,45 +805,56 @@ def _fixed_offset(offset_us: int) -> tuple[tzinfo, datetime]:
     return pair
 
 
-def _unpack_nested(data: bytes) -> list[Any]:
-    state = _STATE
-    depth = state.depth
-    if depth >= _MAX_EXT_DEPTH:
-        raise _DecodeError(f"values nested more than {_MAX_EXT_DEPTH} levels deep")
-    state.depth = depth + 1
-    try:
-        value = unpackb(data, ext_hook=_ext_hook, strict_map_key=False)
-    finally:
-        state.depth = depth
-    if type(value) is not list:
-        raise _DecodeError("an extension payload is not an array")
-    return value
+_MAP = 0
+"""The code of a pending map: one with a pending key (a tuple, say), built once it is known."""
 
 
-def _decode_registered(data: bytes) -> Any:
-    payload = _unpack_nested(data)
-    if len(payload) != 2 or type(payload[0]) is not str:
-        raise _DecodeError("a registered value is not [name, value]")
-    name, value = payload
-    entry = _BY_NAME.get(name)
-    if entry is None:
-        raise _DecodeError(
-            f"the type {name!r} is not registered; register it with "
-            "flowcore.codec.register_type (under that name) before loading"
-        )
+class _Pending:
+    """A tuple, set, frozenset, registered value or map met while unpacking, built later.
+
+    msgpack calls the extension hook from inside its unpacker, so unpacking a payload there
+    would nest unpackers on the C stack, one per level, each with a large stack of its own.
+    The hook only keeps the payload; ``_settle`` unpacks and builds what was kept, level by
+    level, without recursion. Its hash is its identity: a map with pending keys is pending too.
+    """
+
+    __slots__ = ("built", "code", "data", "entry", "items")
+
+    def __init__(self, code: int, data: bytes, items: Any) -> None:
+        self.code = code
+        self.data = data
+        self.items = items  # the values inside, once unpacked: a list (a dict for a dataclass)
+        self.entry: _Entry | None = None
+        self.built: Any = None
+
+
+def _map(pairs: list[tuple[Any, Any]]) -> Any:
+    """A map whose keys are not all strings: a dict once few of its keys share a hash, or a
+    pending map when one of its keys is still pending."""
+    for key, _ in pairs:
+        if type(key) is _Pending:
+            flat: list[Any] = []
+            for key_value in pairs:
+                flat.extend(key_value)
+            return _Pending(_MAP, b"", flat)
+    if _crowded([key for key, _ in pairs]):
+        raise _DecodeError(_crowd_message("keys of one map"))
+    return dict(pairs)
+
+
+def _unpackb(data: Any) -> Any:
+    """msgpack data unpacked, in time in proportion to its size.
+
+    Maps are first built in C with string keys only (Python hashes strings with a secret
+    seed, so they cannot be chosen to collide). Data with a map keyed by anything else is
+    unpacked again with each such map checked before it is built.
+    """
     try:
-        kind = entry.kind
-        if kind == _ENUM:
-            return entry.cls(value)
-        if kind == _DATACLASS:
-            if type(value) is not dict:
-                raise TypeError(f"expected a map of fields, got {type(value).__name__}")
-            return entry.cls(**value)
-        return entry.decode(value)  # type: ignore[misc]
-    except Exception as exc:
-        raise _DecodeError(
-            f"cannot rebuild {name!r} from its stored value: {type(exc).__name__}: {exc}"
-        ) from exc
+        return unpackb(data, ext_hook=_ext_hook)  # strict_map_key: str and bytes keys only
+    except MemoryError:
+        raise
+    except Exception:
+        return unpackb(data, ext_hook=_ext_hook, strict_map_key=False, object_pairs_hook=_map)
 
 
 def _ext_hook(code: int, data: bytes) -> Any:
@@ -646,8 +864,8 @@ def _ext_hook(code: int, data: bytes) -> Any:
             return _DT_MIN + timedelta(0, 0, _Q.unpack(data)[0])
         wall, offset = _QQ.unpack(data)
         return _fixed_offset(offset)[1] + timedelta(0, 0, wall)
-    if code == EXT_TUPLE:
-        return tuple(_unpack_nested(data))
+    if code in (EXT_TUPLE, EXT_SET, EXT_FROZENSET, EXT_REGISTERED):
+        return _Pending(code, data, None)
     if code == EXT_BIGINT:
         if not data:
             raise _DecodeError("an empty int payload")
@@ -658,10 +876,6 @@ def _ext_hook(code: int, data: bytes) -> Any:
         return UUID(bytes=data)
     if code == EXT_DECIMAL:
         return Decimal(data.decode("ascii"))
-    if code == EXT_SET:
-        return set(_unpack_nested(data))
-    if code == EXT_FROZENSET:
-        return frozenset(_unpack_nested(data))
     if code == EXT_TIMEDELTA:
         days, seconds, microseconds = _III.unpack(data)
         return timedelta(days, seconds, microseconds)
@@ -676,9 +890,123 @@ def _ext_hook(code: int, data: bytes) -> Any:
         minutes, rest = divmod(rest, 60_000_000)
         seconds, microseconds = divmod(rest, 1_000_000)
         return time(hours, minutes, seconds, microseconds, tz)
-    if code == EXT_REGISTERED:
-        return _decode_registered(data)
     raise _DecodeError(f"unknown extension type code {code}")
+
+
+def _items_of(pending: _Pending) -> Any:
+    """Unpack ``pending``'s payload: the container of the values inside it."""
+    if pending.items is not None:  # a pending map: its keys and values, flat
+        return pending.items
+    payload = _unpackb(pending.data)
+    if type(payload) is not list:
+        raise _DecodeError("an extension payload is not an array")
+    if pending.code != EXT_REGISTERED:
+        pending.items = payload
+        return payload
+    if len(payload) != 2 or type(payload[0]) is not str:
+        raise _DecodeError("a registered value is not [name, value]")
+    name, value = payload
+    entry = _BY_NAME.get(name)
+    if entry is None:
+        raise _DecodeError(
+            f"the type {name!r} is not registered; register it with "
+            "flowcore.codec.register_type (under that name) before loading"
+        )
+    pending.entry = entry
+    if entry.kind == _DATACLASS:
+        if type(value) is not dict:
+            raise _DecodeError(f"{name!r} is stored as {type(value).__name__}, not a map of fields")
+        pending.items = value
+    else:
+        pending.items = [value]
+    return pending.items
+
+
+def _build(pending: _Pending) -> Any:
+    """The value ``pending`` stands for, from its unpacked (and settled) items."""
+    code = pending.code
+    items = pending.items
+    if code == EXT_TUPLE:
+        return tuple(items)
+    if code in (EXT_SET, EXT_FROZENSET):
+        kind = "set" if code == EXT_SET else "frozenset"
+        if _crowded(items):
+            raise _DecodeError(_crowd_message(f"members of one {kind}"))
+        return set(items) if code == EXT_SET else frozenset(items)
+    if code == _MAP:
+        keys = items[0::2]
+        if _crowded(keys):
+            raise _DecodeError(_crowd_message("keys of one map"))
+        return dict(zip(keys, items[1::2], strict=True))
+    entry = pending.entry
+    assert entry is not None
+    try:
+        if entry.kind == _ENUM:
+            return entry.cls(items[0])
+        if entry.kind == _DATACLASS:
+            return entry.cls(**items)
+        return entry.decode(items[0])  # type: ignore[misc]
+    except Exception as exc:
+        raise _DecodeError(
+            f"cannot rebuild {entry.name!r} from its stored value: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def _put_built(container: Any) -> None:
+    """Replace the pending values in ``container`` by what they were built into."""
+    if type(container) is dict:
+        for key, value in list(container.items()):
+            if type(value) is _Pending:
+                container[key] = value.built
+    else:
+        for i, value in enumerate(container):
+            if type(value) is _Pending:
+                container[i] = value.built
+
+
+def _settle(data: dict[str, Any]) -> None:
+    """Check the unpacked context ``data`` and build what was left pending, in place.
+
+    Raises _DecodeError if values nest more than MAX_DEPTH levels (every container kind
+    counts) or hold a msgpack Timestamp (flowcore never writes one): what a save could not
+    store again. Works level by level, without recursion; tuples, sets and registered values
+    are built inside out, after the values they hold.
+    """
+    order: list[Any] = []  # containers holding pending values, and those values, outside in
+    pending_type = _Pending
+    timestamp_type = Timestamp
+    max_depth = MAX_DEPTH  # a C int when compiled
+    level: list[Any] = [data]  # the containers whose values are at level ``depth``
+    depth = 1
+    while level:
+        below: list[Any] = []
+        for container in level:
+            holds_pending = False
+            # a list compiles to a fast loop: a dict's values are copied into one
+            items = list(container.values()) if type(container) is dict else container
+            for obj in items:
+                t = type(obj)
+                if t is str or t is int:
+                    continue
+                if t is list or t is dict:
+                    below.append(obj)
+                elif t is pending_type:
+                    if not holds_pending:
+                        holds_pending = True
+                        order.append(container)
+                    order.append(obj)
+                    below.append(_items_of(obj))
+                elif t is timestamp_type:
+                    raise _DecodeError("it holds a msgpack Timestamp, which flowcore never writes")
+        if below and depth > max_depth:
+            raise _DecodeError(f"its values nest more than {MAX_DEPTH} levels deep")
+        level = below
+        depth += 1
+    for item in reversed(order):
+        if type(item) is _Pending:
+            item.built = _build(item)
+        else:
+            _put_built(item)
 
 
 def _unpack(blob: object) -> Any:
@@ -696,15 +1024,17 @@ def _unpack(blob: object) -> Any:
             f"it was stored in format version {found}, and this flowcore reads format "
             f"version {readable} only; load it with a flowcore that reads version {found}"
         )
-    return unpackb(memoryview(blob)[1:], ext_hook=_ext_hook, strict_map_key=False)
+    return _unpackb(memoryview(blob)[1:])
 
 
 def _build_context(max_chat_messages: Any, data: Any, chat: Any) -> Context:
     if type(data) is not dict:
         raise _DecodeError("the context data is not a map")
-    for key in data:
-        if type(key) is not str:
-            raise _DecodeError(f"a context key is not a str: {quote_id(key)}")
+    if not _str_keys(data):
+        for key in data:
+            if type(key) is not str:
+                raise _DecodeError(f"a context key is not a str: {quote_id(key)}")
+    _settle(data)
     if type(chat) is not list or len(chat) % 3:
         raise _DecodeError("the chat is not an array of (role, content, timestamp) triples")
     chat_list = chat
@@ -714,8 +1044,13 @@ def _build_context(max_chat_messages: Any, data: Any, chat: Any) -> Context:
         # The context keeps the chat flat, as stored: check each triple, build nothing.
         if type(code) is not int or not 0 <= code <= 2:
             raise _DecodeError(f"unknown chat role code {code!r}")
-        if type(chat_list[i + 1]) is not str or type(chat_list[i + 2]) is not int:
+        stamp = chat_list[i + 2]
+        if type(chat_list[i + 1]) is not str or type(stamp) is not int:
             raise _DecodeError("a chat message has no str content or no int timestamp")
+        # microseconds since 1970 from 0001-01-01 to 9999-12-31 (what a datetime can hold);
+        # written out, the bounds compile to C constants
+        if stamp < -62_135_596_800_000_000 or stamp > 253_402_300_799_999_999:
+            raise _DecodeError("a chat timestamp is outside the years 1 to 9999")
     ctx = restore_context(data, chat_list, max_chat_messages)  # checks the cap
     if max_chat_messages is not None and n > 3 * max_chat_messages:
         del chat_list[: n - 3 * max_chat_messages]
@@ -769,7 +1104,7 @@ def decode_session(blob: object, *, session_id: str, version: int) -> Session:
 def decode_context(blob: bytes) -> Context:
     """The Context snapshotted by :func:`encode_context`."""
     try:
-        record = unpackb(blob, ext_hook=_ext_hook, strict_map_key=False)
+        record = _unpackb(blob)
         if type(record) is not list or len(record) != 3:
             raise _DecodeError("the snapshot is not an array of 3 fields")
         return _build_context(record[0], record[1], record[2])

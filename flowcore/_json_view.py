@@ -26,10 +26,10 @@ def session_as_json(session: Session) -> dict[str, Any]:
     What ``flowcore sessions show`` prints. Every value converts, whatever the context holds:
     values JSON has no type for are shown as text (dates and times in ISO 8601, durations as
     ``str(timedelta)``, Decimal and UUID as their text, bytes in hex, NaN and infinities as
-    ``"nan"``/``"inf"``/``"-inf"``, ints of more than 4,000 digits as hex text); tuples and sets become
-    lists, enums their value, dataclasses objects of their fields, other registered types
-    their ``repr``. Dict keys that are not strings become their JSON text. The result is a
-    view for reading, not a format to load sessions back from.
+    ``"nan"``/``"inf"``/``"-inf"``, ints of more than 4,000 digits as hex text); tuples and
+    sets become lists, enums their value, dataclasses objects of their fields, other
+    registered types their ``repr``. Dict keys that are not strings become their JSON text.
+    The result is a view for reading, not a format to load sessions back from.
     """
     ctx = session.context
     return {

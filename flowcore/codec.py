@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from flowcore._codec import (
     FORMAT_VERSION,
+    MAX_DEPTH,
     decode_session,
     encode_session,
     register_type,
@@ -25,6 +26,7 @@ from flowcore._codec import (
 
 __all__ = [
     "FORMAT_VERSION",
+    "MAX_DEPTH",
     "decode_session",
     "encode_session",
     "register_type",

@@ -25,6 +25,7 @@ from flowcore._errors import SerializationError, StorageError
 from flowcore._session import Session
 from flowcore.codec import (
     FORMAT_VERSION,
+    MAX_DEPTH,
     decode_session,
     encode_session,
     register_type,
@@ -219,6 +220,7 @@ class MyInt(int):
 def test_public_names():
     assert set(codec.__all__) == {
         "FORMAT_VERSION",
+        "MAX_DEPTH",
         "decode_session",
         "encode_session",
         "register_type",
@@ -389,13 +391,13 @@ def test_a_container_stored_twice_comes_back_as_two_equal_copies():
 
 
 def test_deep_but_legal_nesting_round_trips():
-    # msgpack's C packer allows 1024 levels (its pure-Python fallback is bound by recursion)
-    levels = 1000 if msgpack.Packer.__module__ != "msgpack.fallback" else 100
+    # MAX_DEPTH levels of lists: the value under the key is level 1
+    levels = MAX_DEPTH
     deep: Any = "leaf"
     for _ in range(levels):
         deep = [deep]
     back = roundtrip(deep)
-    for _ in range(levels):  # walk down: == on 1000 levels would hit Python's recursion limit
+    for _ in range(levels):
         assert type(back) is list
         assert len(back) == 1
         back = back[0]
@@ -735,13 +737,13 @@ def test_an_encode_function_returning_something_unstorable(register):
 
 def test_nesting_too_deep_is_refused_with_its_path():
     deep: Any = None
-    for _ in range(1100):
+    for _ in range(MAX_DEPTH + 1):
         deep = [deep]
     message = str(serialization_error({"deep": deep}))
     assert message.startswith("context['deep'][0][0][0]")
     assert "nested too deeply" in message
     tuples: Any = None
-    for _ in range(40):
+    for _ in range(MAX_DEPTH + 1):
         tuples = (tuples,)
     message = str(serialization_error({"t": tuples}))
     assert message.startswith("context['t'][0][0]")
@@ -757,7 +759,7 @@ def test_failures_leave_no_state_behind():
     for _ in range(3):
         serialization_error({"t": (((object(),),),)})
     deep: Any = 1
-    for _ in range(32):
+    for _ in range(MAX_DEPTH):
         deep = (deep,)
     check_roundtrip(deep)
 
