@@ -55,13 +55,20 @@ async def _await_task(awaitable: Any, task_id: str, timeout: float | None) -> An
 async def _attempt(task: Task, task_id: str, ctx: Context, timeout: float | None) -> TaskResult:
     """One call of ``task.run(ctx)``, with its time limit and its failures wrapped."""
     own_timeout = task.timeout
+    in_thread = own_timeout is not None and not inspect.iscoroutinefunction(task.run)
+    if in_thread:
+        # A plain def with its own timeout runs in a worker thread so the limit holds. A thread
+        # cannot be stopped: past the limit it runs on, so it works on a copy of the context,
+        # which becomes the session's only if the attempt ends in time. (An unstorable value
+        # fails here, with SerializationError, as for a RetryPolicy's snapshot.)
+        work = decode_context(encode_context(ctx))
     try:
-        if own_timeout is not None and not inspect.iscoroutinefunction(task.run):
-            # A plain def with its own timeout runs in a worker thread so the limit holds.
+        if in_thread:
             loop = asyncio.get_running_loop()
             result: Any = await await_with_timeout(
-                loop.run_in_executor(None, task.run, ctx), own_timeout
+                loop.run_in_executor(None, task.run, work), own_timeout  # type: ignore[arg-type]
             )
+            ctx._restore_from(work)
         else:
             result = task.run(ctx)
     except DeadlineExceeded:

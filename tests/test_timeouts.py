@@ -9,8 +9,12 @@ import time
 import pytest
 
 from flowcore import (
+    ErrorDecision,
     ExecutionStatus,
+    FlowRunner,
+    InMemorySessionStorage,
     NextAction,
+    RetryPolicy,
     Task,
     TaskExecutionFailed,
     TaskResult,
@@ -223,3 +227,86 @@ async def test_a_task_that_swallows_its_cancellation_keeps_its_result():
     current = asyncio.current_task()
     if hasattr(current, "cancelling"):
         assert current.cancelling() == 0
+
+
+async def test_a_timed_out_attempt_cannot_write_into_the_next_attempt():
+    late_write = threading.Event()
+    attempts = []
+
+    class Slow(Task):
+        id = "slow"
+        timeout = 0.5
+        retry = RetryPolicy(max_attempts=2, initial_delay=0, jitter=False)
+
+        def run(self, ctx):
+            attempts.append(len(attempts) + 1)
+            if len(attempts) == 1:
+                time.sleep(0.8)  # past the limit: the attempt is abandoned, its thread runs on
+                ctx.set("late", "from attempt 1")
+                ctx.add_user_message("late message from attempt 1")
+                late_write.set()
+                return TaskResult("too late")
+            late_write.wait(5)  # attempt 2 is still running when attempt 1 writes
+            ctx.set("attempt", 2)
+            return TaskResult("second", NextAction.End)
+
+    runner = runner_for(graph_of(Slow()))
+    session = await runner.create_session()
+
+    result = await runner.run(session.id)
+
+    assert result.response == "second"
+    stored = await runner.storage.get(session.id)
+    assert stored.context.get("attempt") == 2
+    assert "late" not in stored.context
+    assert stored.context.chat_history_len() == 0
+
+
+async def test_a_timed_out_attempt_cannot_write_into_what_an_error_handler_saves():
+    written = threading.Event()
+
+    class Slow(Task):
+        id = "slow"
+        timeout = 0.05
+
+        def run(self, ctx):
+            time.sleep(0.2)
+            ctx.set("late", True)
+            written.set()
+            return TaskResult()
+
+    @task("fallback")
+    async def fallback(ctx):
+        await asyncio.to_thread(written.wait, 5)  # the abandoned thread has written by now
+        return TaskResult("sorry", NextAction.End)
+
+    def go_on_to_fallback(failure):
+        return ErrorDecision.Route(NextAction.ContinueAndExecute)
+
+    graph = graph_of(Slow(), fallback, edges=[("slow", "fallback")])
+    runner = FlowRunner(graph, InMemorySessionStorage(), error_handlers=[go_on_to_fallback])
+    session = await runner.create_session()
+
+    result = await runner.run(session.id)  # slow times out, fallback runs in the same step
+
+    assert result.status == ExecutionStatus.Completed
+    assert written.is_set()
+    assert "late" not in (await runner.storage.get(session.id)).context
+
+
+async def test_a_plain_def_task_with_a_timeout_that_ends_in_time_keeps_its_writes():
+    class Quick(Task):
+        id = "quick"
+        timeout = 2
+
+        def run(self, ctx):
+            ctx.set("answer", 42)
+            ctx.add_assistant_message("done")
+            return TaskResult("ok", NextAction.End)
+
+    runner = runner_for(graph_of(Quick()))
+    session = await runner.create_session(context={"before": 1})
+    await runner.run(session.id)
+    stored = (await runner.storage.get(session.id)).context
+    assert stored.to_dict() == {"before": 1, "answer": 42}
+    assert [m.content for m in stored.get_chat_history()] == ["done"]
