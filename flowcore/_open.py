@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from typing import Any
-from urllib.parse import urlsplit
 
 from flowcore import _plugins
 from flowcore._errors import PluginError, StorageError, quote_id
@@ -13,6 +12,7 @@ from flowcore._storage import SessionStorage
 __all__ = ["hide_password", "open_storage", "storage_schemes"]
 
 _PASSWORD = re.compile(r"(://[^:/@?#]*:)[^@/?#]*@")
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")  # RFC 3986
 
 
 def hide_password(url: str) -> str:
@@ -37,7 +37,16 @@ def _scheme_of(url: str) -> str:
             f"Known schemes: {', '.join(storage_schemes())}"
         )
     # "postgresql+asyncpg://..." picks the "postgresql" factory, which reads the driver itself.
-    return urlsplit(url).scheme.split("+", 1)[0].lower()
+    # The scheme is all the core reads: the rest of the URL (an unbalanced "[::1", say) is the
+    # backend's to judge, with its own clear error.
+    scheme = url.split("://", 1)[0]
+    if not _SCHEME.fullmatch(scheme):
+        raise StorageError(
+            f"{quote_id(hide_password(url))} is not a storage URL: its scheme "
+            f"{quote_id(scheme)} is not letters, digits, '+', '-' or '.' after a letter. "
+            f"Known schemes: {', '.join(storage_schemes())}"
+        )
+    return scheme.split("+", 1)[0].lower()
 
 
 def open_storage(url: str, **options: Any) -> SessionStorage:
@@ -55,7 +64,17 @@ def open_storage(url: str, **options: Any) -> SessionStorage:
             f"Installed schemes: {', '.join(storage_schemes())}. "
             "Install the plugin that provides it (e.g. flowcore-sql for sqlite:// and postgresql://)"
         )
-    storage = factory(url, **options)
+    try:
+        storage = factory(url, **options)
+    except StorageError:
+        raise  # the backend's own clear error
+    except Exception as exc:
+        # A backend turns its driver's errors into StorageError; anything else is its bug.
+        raise PluginError(
+            f"The '{scheme}' storage factory of plugin '{registry.storage_plugin(scheme)}' "
+            f"raised {type(exc).__name__} while opening {quote_id(hide_password(url))}: "
+            f"{quote_id(str(exc))[1:-1]}; report it to the plugin's authors"
+        ) from exc
     if not isinstance(storage, SessionStorage):
         raise PluginError(
             f"The '{scheme}' storage factory of plugin '{registry.storage_plugin(scheme)}' "

@@ -323,6 +323,52 @@ def test_a_storage_factory_must_return_a_session_storage():
         open_storage("odd://")
 
 
+def raising_factory(error: Exception):
+    def factory(url, **options):
+        raise error
+
+    return SimpleNamespace(
+        flowcore_register_storage=flowcore.hookimpl(lambda register: register("odd", factory))
+    )
+
+
+def test_a_storage_factory_that_raises_is_a_plugin_error_naming_plugin_and_url():
+    register_plugin(raising_factory(OverflowError("port out of range")), name="odd")
+
+    with pytest.raises(PluginError) as info:
+        open_storage("odd://app:s3cret@db:99999/x")
+
+    assert str(info.value) == (
+        "The 'odd' storage factory of plugin 'odd' raised OverflowError while opening "
+        "'odd://app:***@db:99999/x': port out of range; report it to the plugin's authors"
+    )
+    assert isinstance(info.value.__cause__, OverflowError)
+
+
+def test_a_storage_error_from_a_factory_reaches_the_caller_as_it_is():
+    register_plugin(raising_factory(StorageError("odd:// needs a host")), name="odd")
+
+    with pytest.raises(StorageError, match=r"^odd:// needs a host$"):
+        open_storage("odd://")
+
+
+def test_the_core_reads_only_the_scheme_of_a_url():
+    # urlsplit raised a raw ValueError on "[::1" before the backend could judge the URL
+    seen = []
+    plugin = SimpleNamespace(
+        flowcore_register_storage=flowcore.hookimpl(
+            lambda register: register(
+                "odd", lambda url: seen.append(url) or InMemorySessionStorage()
+            )
+        )
+    )
+    register_plugin(plugin, name="odd")
+    open_storage("odd://user@[::1/test")
+    assert seen == ["odd://user@[::1/test"]
+    with pytest.raises(StorageError, match="its scheme '1odd' is not letters"):
+        open_storage("1odd://x")
+
+
 @pytest.mark.parametrize(
     ("hook", "message"),
     [

@@ -134,7 +134,7 @@ def test_a_string_that_is_not_a_url_is_refused(url):
 
 
 def test_memory_takes_no_options():
-    with pytest.raises(TypeError, match="pool_size"):
+    with pytest.raises(StorageError, match="memory:// takes no options, got pool_size"):
         open_storage("memory://", pool_size=3)
 
 
