@@ -18,7 +18,7 @@ from flowcore._codec import decode_context, encode_context
 from flowcore._context import Context
 from flowcore._errors import TaskExecutionFailed
 from flowcore._handlers import ErrorDecision, Handler, Report, Retry, Route, TaskFailure, decide
-from flowcore._kernel import StepRun, not_a_result
+from flowcore._kernel import StepRun, not_a_result, raise_task_failure
 from flowcore._observers import Observers
 from flowcore._session import Session
 from flowcore._task import RetryPolicy, Task
@@ -49,7 +49,7 @@ async def _await_task(awaitable: Any, task_id: str, timeout: float | None) -> An
     except DeadlineExceeded:
         _raise_timed_out(task_id, timeout)  # type: ignore[arg-type]
     except Exception as exc:
-        raise TaskExecutionFailed.failed(task_id, exc) from exc
+        raise_task_failure(task_id, exc)
 
 
 async def _attempt(task: Task, task_id: str, ctx: Context, timeout: float | None) -> TaskResult:
@@ -74,7 +74,7 @@ async def _attempt(task: Task, task_id: str, ctx: Context, timeout: float | None
     except DeadlineExceeded:
         _raise_timed_out(task_id, own_timeout)  # type: ignore[arg-type]
     except Exception as exc:
-        raise TaskExecutionFailed.failed(task_id, exc) from exc
+        raise_task_failure(task_id, exc)
     if type(result) is not TaskResult and inspect.isawaitable(result):
         result = await _await_task(result, task_id, timeout)
     if not isinstance(result, TaskResult):

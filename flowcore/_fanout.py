@@ -7,6 +7,7 @@ from collections.abc import Iterable
 
 from flowcore._context import Context
 from flowcore._engine import run_child_task
+from flowcore._errors import TaskExecutionFailed, quote_id
 from flowcore._task import Task
 from flowcore._values import NextAction, TaskResult
 
@@ -64,11 +65,13 @@ class FanOutTask(Task):
             *(run_child_task(child, ctx) for child in self.children),
             return_exceptions=True,
         )
-        for outcome in outcomes:
+        for child, outcome in zip(self.children, outcomes, strict=True):
             if isinstance(outcome, BaseException):
-                # The first failed child in the order given; the engine wraps it as the
-                # fan-out's own TaskExecutionFailed.
-                raise outcome
+                if not isinstance(outcome, Exception):
+                    raise outcome  # a cancellation, not a failure
+                # The first failed child in the order given, as the fan-out's own failure:
+                # run by the engine or called directly (in a task's unit test), the same error.
+                raise TaskExecutionFailed(self.id, self._failed(child, outcome)) from outcome
         prefix = self.prefix
         for child, result in zip(self.children, outcomes, strict=True):
             assert isinstance(result, TaskResult)
@@ -81,3 +84,13 @@ class FanOutTask(Task):
             ctx.set(key + "next_action", str(result.next_action))
         message = f"FanOutTask '{self.id}' completed {len(self.children)} child task(s)"
         return TaskResult(message, self.next_action, message)
+
+    def _failed(self, child: Task, error: Exception) -> str:
+        """``Task 'fan' failed: child task 'x' failed: <cause>`` (or ``timed out after 1s``)."""
+        text = str(error)
+        own = f"Task {quote_id(child.id)} "
+        if isinstance(error, TaskExecutionFailed) and text.startswith(own):
+            detail = text[len(own) :]  # "failed: ..." or "timed out after ..."
+        else:
+            detail = f"failed: {text}"
+        return f"Task {quote_id(self.id)} failed: child task {quote_id(child.id)} {detail}"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from inspect import isawaitable
-from typing import Any
+from typing import Any, NoReturn
 
 from flowcore._context import Context
 from flowcore._errors import (
@@ -122,6 +122,14 @@ def apply_result(
     raise AssertionError(f"unknown NextAction kind {kind}")  # pragma: no cover
 
 
+def raise_task_failure(task_id: str, exc: Exception) -> NoReturn:
+    """Raise ``exc`` as the failure of task ``task_id``: wrapped in TaskExecutionFailed, or as
+    it is when it already is that task's failure (a FanOutTask names its failed child so)."""
+    if type(exc) is TaskExecutionFailed and exc.task_id == task_id:
+        raise exc
+    raise TaskExecutionFailed.failed(task_id, exc) from exc
+
+
 def not_a_result(task_id: str, value: object) -> TaskExecutionFailed:
     """The failure of a task whose run() returned something other than a TaskResult."""
     return TaskExecutionFailed(
@@ -209,7 +217,7 @@ class StepRun:
             try:
                 result = task.run(ctx)
             except Exception as exc:
-                raise TaskExecutionFailed.failed(self.task_id, exc) from exc
+                raise_task_failure(self.task_id, exc)
             if not isinstance(result, TaskResult):
                 if isawaitable(result):
                     self.pending = result

@@ -120,6 +120,30 @@ async def test_a_failing_child_fails_the_fan_out_naming_it():
     assert (await runner.storage.get(session.id)).context.to_dict() == {}
 
 
+async def test_a_fan_out_called_directly_fails_as_it_does_in_a_step():
+    # As in a task's unit test: the error carries the fan-out's id and names the child.
+    @task("broken")
+    async def broken(ctx):
+        raise ValueError("no coverage data")
+
+    fan = FanOutTask("checks", [Sleeps("fraud", 0), broken])
+
+    with pytest.raises(TaskExecutionFailed) as caught:
+        await fan.run(Context())
+
+    assert caught.value.task_id == "checks"
+    assert str(caught.value) == (
+        "Task 'checks' failed: child task 'broken' failed: no coverage data"
+    )
+    assert isinstance(caught.value.__cause__.__cause__, ValueError)
+
+    runner = runner_for(graph_of(fan))
+    session = await runner.create_session()
+    with pytest.raises(TaskExecutionFailed) as in_a_step:
+        await runner.run(session.id)
+    assert str(in_a_step.value) == str(caught.value)
+
+
 async def test_the_fan_out_timeout_covers_all_children():
     fan = FanOutTask("checks", [Sleeps("a", 10), Sleeps("b", 10)])
     runner = runner_for(graph_of(fan, task_timeout=0.05))
