@@ -10,7 +10,7 @@ HOT     := _values _context _codec _kernel
 HOT_SRC := $(wildcard $(foreach m,$(HOT),flowcore/$(m).py flowcore/$(m).pxd))
 EXT_STAMP := build/.flowcore-extensions
 
-.PHONY: demo demo-interactive build test lint typecheck docs docs-serve bench bench-check clean
+.PHONY: demo demo-interactive build test lint typecheck docs docs-serve dist bench bench-check clean
 
 # Create the virtualenv and install flowcore (editable, with the dev tools, what the examples
 # need and the docs tools), every plugin and the example plugin.
@@ -48,6 +48,13 @@ docs: $(STAMP)
 docs-serve: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve
 
+# Wheels of flowcore and of every plugin under plugins/, in dist/, to install elsewhere with
+# `pip install --find-links dist flowcore flowcore-sql`. flowcore's wheel, with its compiled hot
+# path, is for this platform and this Python (pure Python where no C compiler was found).
+dist: $(STAMP)
+	rm -f dist/*.whl
+	$(BIN)/python -m pip wheel --quiet --no-deps --wheel-dir dist . $(dir $(PLUGINS))
+
 # The whole suite on the compiled hot path (an error if it is not built), then again on the
 # pure-Python one. (The code samples of the docs run in tests/test_docs_samples.py.)
 test: $(EXT_STAMP) lint typecheck docs
@@ -60,6 +67,11 @@ bench: $(EXT_STAMP)
 # The benchmark gate CI runs: fails when a same-run ratio regresses (see docs/performance.md).
 bench-check: $(EXT_STAMP)
 	$(BIN)/python benchmarks/gate.py
+
+# The codec fuzz run CI makes: 1,000,000 mutated blobs and the deep and crafted values, on the
+# compiled and the pure-Python codec, which must agree on every blob (fuzz/fuzz_codec.py).
+fuzz: $(EXT_STAMP)
+	$(BIN)/python fuzz/fuzz_codec.py --both
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .benchmarks .flowcore flowcore/*.so flowcore/*.c
