@@ -11,7 +11,7 @@ from flowcore._codec import decode_session, encode_session
 from flowcore._errors import SessionConflict, quote_id
 from flowcore._session import Session
 
-__all__ = ["InMemorySessionStorage", "SessionStorage", "check_listing"]
+__all__ = ["InMemorySessionStorage", "SessionStorage"]
 
 
 class SessionStorage(abc.ABC):
@@ -50,6 +50,20 @@ class SessionStorage(abc.ABC):
             f"{type(self).__name__} cannot list its sessions (it does not implement list_sessions)"
         )
 
+    @staticmethod
+    def check_listing(limit: object, after: object) -> None:
+        """Raise the error ``list_sessions`` gives for a bad ``limit`` or ``after``.
+
+        For backend authors: call it first in ``list_sessions``, so that every backend refuses
+        the same arguments the same way (ValueError for ``limit``, TypeError for ``after``).
+        """
+        if limit is not None and (type(limit) is not int or limit < 0):
+            raise ValueError(f"limit must be None or an int >= 0, got {quote_id(limit)}")
+        if after is not None and type(after) is not str:
+            raise TypeError(
+                f"after must be None or a str, got {type(after).__name__}: {quote_id(after)}"
+            )
+
     async def __aenter__(self) -> SessionStorage:
         return self
 
@@ -60,16 +74,6 @@ class SessionStorage(abc.ABC):
         tb: TracebackType | None,
     ) -> None:
         await self.close()
-
-
-def check_listing(limit: object, after: object) -> None:
-    """Raise the error ``list_sessions`` gives for a bad ``limit`` or ``after``."""
-    if limit is not None and (type(limit) is not int or limit < 0):
-        raise ValueError(f"limit must be None or an int >= 0, got {limit!r}")
-    if after is not None and type(after) is not str:
-        raise TypeError(
-            f"after must be None or a str, got {type(after).__name__}: {quote_id(after)}"
-        )
 
 
 def _check_session_id(session_id: object) -> str:
@@ -115,7 +119,7 @@ class InMemorySessionStorage(SessionStorage):
     async def list_sessions(
         self, *, limit: int | None = None, after: str | None = None
     ) -> list[str]:
-        check_listing(limit, after)
+        self.check_listing(limit, after)
         with self._lock:
             ids = sorted(self._rows)
         if after is not None:

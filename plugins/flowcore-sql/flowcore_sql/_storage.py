@@ -179,14 +179,9 @@ class SqlSessionStorage(SessionStorage):
 
         To page through many sessions, pass the last id of a page as ``after`` for the next.
         """
-        if limit is not None and (type(limit) is not int or limit < 0):
-            raise ValueError(f"limit must be None or an int >= 0, got {quote_id(limit)}")
+        self.check_listing(limit, after)
         params: dict[str, Any] = {}
         if after is not None:
-            if type(after) is not str:
-                raise TypeError(
-                    f"after must be None or a str, got {type(after).__name__}: {quote_id(after)}"
-                )
             self._check_text(after, "The listing bound after=")
             params["after"] = after
         if limit is not None:
