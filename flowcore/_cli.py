@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from flowcore import _plugins
-from flowcore._cli_graph import graph_as_mermaid, graph_as_text, import_user_module, load_graph
+from flowcore._cli_graph import graph_as_text, import_user_module, load_graph
 from flowcore._cli_storage import (
     STORAGE_ENV,
     CliError,
@@ -307,7 +307,7 @@ def _run(parser: _Parser, args: argparse.Namespace) -> int:
         return _plugins_command(parser, args.all, args.hook)
     if args.command == "graph":
         graph = load_graph(args.target)
-        print(graph_as_mermaid(graph) if args.format == "mermaid" else graph_as_text(graph), end="")
+        print(graph.to_mermaid() if args.format == "mermaid" else graph_as_text(graph), end="")
         return 0
     if args.command == "db":
         if not args.url:

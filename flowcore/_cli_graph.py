@@ -15,7 +15,7 @@ from flowcore._fanout import FanOutTask
 from flowcore._graph import Graph, GraphBuilder
 from flowcore._task import Task
 
-__all__ = ["graph_as_mermaid", "graph_as_text", "import_user_module", "load_graph"]
+__all__ = ["graph_as_text", "import_user_module", "load_graph"]
 
 
 def load_graph(target: str) -> Graph:
@@ -131,46 +131,3 @@ def _children_as_text(task: Task | None, indent: str) -> list[str]:
 
 def _children(task: Task | None) -> tuple[Task, ...]:
     return task.children if isinstance(task, FanOutTask) else ()
-
-
-def graph_as_mermaid(graph: Graph) -> str:
-    """``graph.to_mermaid()``'s flowchart, with the children of each fan-out drawn as well:
-    subroutine shapes hanging off it by dotted arrows."""
-    node_ids: dict[str, str] = {}
-    lines = ["flowchart TD"]
-    links: list[str] = []
-
-    def node(task_id: str) -> str:
-        return node_ids.setdefault(task_id, f"t{len(node_ids)}")
-
-    def children(parent: str, task: Task | None) -> None:
-        for i, child in enumerate(_children(task)):
-            name = f"{parent}_{i}"
-            lines.append(f'    {name}[["{_mermaid_text(child.id)}"]]')
-            links.append(f"    {parent} -.-> {name}")
-            children(name, child)
-
-    for task_id in [*graph.task_ids, *(edge[1] for edge in graph.edges())]:
-        if task_id in node_ids:
-            continue
-        name = node(task_id)
-        label = _mermaid_text(task_id)
-        task = graph.get_task(task_id)
-        if task_id == graph.start_task_id:
-            lines.append(f'    {name}(["{label}"])')
-        elif task is None:
-            lines.append(f'    {name}["{label} (missing)"]')
-        else:
-            lines.append(f'    {name}["{label}"]')
-        children(name, task)
-    for source, target, condition in graph.edges():
-        arrow = "-->" if condition is None else f'-->|"{_mermaid_text(condition)}"|'
-        lines.append(f"    {node(source)} {arrow} {node(target)}")
-    return "\n".join([*lines, *links]) + "\n"
-
-
-def _mermaid_text(text: str) -> str:
-    """Text inside a Mermaid label, as ``Graph.to_mermaid`` escapes it."""
-    return (
-        text.replace("&", "#amp;").replace('"', "#quot;").replace("<", "#lt;").replace(">", "#gt;")
-    )

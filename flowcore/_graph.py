@@ -9,6 +9,7 @@ from typing import Any
 from flowcore._context import Context
 from flowcore._engine import execute_session
 from flowcore._errors import GraphError, InvalidEdge, TaskNotFound
+from flowcore._fanout import FanOutTask
 from flowcore._kernel import Predicate, Route, find_next_task
 from flowcore._session import Session
 from flowcore._task import RetryPolicy, Task
@@ -173,7 +174,8 @@ class Graph:
         return await execute_session(self, session)
 
     def to_mermaid(self) -> str:
-        """The graph as a Mermaid flowchart; the start task is drawn as a stadium shape."""
+        """The graph as a Mermaid flowchart; the start task is drawn as a stadium shape, and
+        the children of a FanOutTask as subroutine shapes hanging off it by dotted arrows."""
         node_ids: dict[str, str] = {}
 
         def node(task_id: str) -> str:
@@ -182,6 +184,15 @@ class Graph:
             return node_ids[task_id]
 
         lines = ["flowchart TD"]
+        children_links: list[str] = []
+
+        def children(parent: str, task: Task | None) -> None:
+            for i, child in enumerate(task.children if isinstance(task, FanOutTask) else ()):
+                name = f"{parent}_{i}"
+                lines.append(f'    {name}[["{_mermaid_text(child.id)}"]]')
+                children_links.append(f"    {parent} -.-> {name}")
+                children(name, child)
+
         for task_id in [*self._tasks, *(e[1] for e in self._edges)]:
             if task_id in node_ids:
                 continue
@@ -192,10 +203,11 @@ class Graph:
                 lines.append(f'    {node(task_id)}["{label} (missing)"]')
             else:
                 lines.append(f'    {node(task_id)}["{label}"]')
+            children(node(task_id), self._tasks.get(task_id))
         for source, target, edge_label in self.edges():
             arrow = "-->" if edge_label is None else f'-->|"{_mermaid_text(edge_label)}"|'
             lines.append(f"    {node(source)} {arrow} {node(target)}")
-        return "\n".join(lines) + "\n"
+        return "\n".join([*lines, *children_links]) + "\n"
 
     def __repr__(self) -> str:
         return f"<Graph {self.id!r}: {len(self._tasks)} tasks, start={self._start_task_id!r}>"

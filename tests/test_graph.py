@@ -7,6 +7,7 @@ import pytest
 from flowcore import (
     Context,
     ContextError,
+    FanOutTask,
     Graph,
     GraphBuilder,
     GraphError,
@@ -15,6 +16,7 @@ from flowcore import (
     TaskExecutionFailed,
     TaskNotFound,
     TaskResult,
+    task,
 )
 
 
@@ -320,3 +322,24 @@ def test_to_mermaid_of_a_graph_without_edges():
     assert chart.startswith("flowchart TD")
     assert "only" in chart
     assert "-->" not in chart
+
+
+def test_to_mermaid_draws_the_children_of_a_fan_out():
+    @task("fraud")
+    def fraud(ctx):
+        return TaskResult()
+
+    @task("coverage")
+    def coverage(ctx):
+        return TaskResult()
+
+    graph = GraphBuilder("g").add_task(FanOutTask("checks", [fraud, coverage])).build()
+
+    assert graph.to_mermaid() == (
+        "flowchart TD\n"
+        '    t0(["checks"])\n'
+        '    t0_0[["fraud"]]\n'
+        '    t0_1[["coverage"]]\n'
+        "    t0 -.-> t0_0\n"
+        "    t0 -.-> t0_1\n"
+    )
