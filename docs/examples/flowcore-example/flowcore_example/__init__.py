@@ -70,7 +70,7 @@ class NamedMemoryStorage(SessionStorage):
 def open_named_memory(url: str, **options: Any) -> NamedMemoryStorage:
     """The storage factory for ``example://NAME``."""
     if options:
-        raise TypeError(f"example:// takes no options, got {', '.join(sorted(options))}")
+        raise StorageError(f"example:// takes no options, got {', '.join(sorted(options))}")
     name = url.split("://", 1)[1].strip("/")
     if not name:
         raise StorageError(f"'{url}' names no store: use example://NAME")
