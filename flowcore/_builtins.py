@@ -18,9 +18,7 @@ def open_memory(url: str, **options: Any) -> InMemorySessionStorage:
         raise StorageError(f"memory:// takes no options, got {', '.join(sorted(options))}")
     rest = url.split("://", 1)[1]
     if rest not in ("", "/"):
-        raise StorageError(
-            f"memory:// takes no host or path, got {quote_id(url)}; use 'memory://'"
-        )
+        raise StorageError(f"memory:// takes no host or path, got {quote_id(url)}; use 'memory://'")
     return InMemorySessionStorage()
 
 

@@ -66,7 +66,8 @@ async def _attempt(task: Task, task_id: str, ctx: Context, timeout: float | None
         if in_thread:
             loop = asyncio.get_running_loop()
             result: Any = await await_with_timeout(
-                loop.run_in_executor(None, task.run, work), own_timeout  # type: ignore[arg-type]
+                loop.run_in_executor(None, task.run, work),
+                own_timeout,  # type: ignore[arg-type]
             )
             ctx._restore_from(work)
         else:
