@@ -27,7 +27,6 @@ import re
 import shlex
 import sys
 from collections.abc import Awaitable, Callable
-from urllib.parse import urlsplit
 
 from flowcore import (
     Context,
@@ -37,6 +36,7 @@ from flowcore import (
     GraphBuilder,
     GraphError,
     NextAction,
+    SessionStorage,
     Task,
     TaskResult,
     open_storage,
@@ -49,7 +49,6 @@ __all__ = [
     "build_graph",
     "fake_model",
     "main",
-    "outlives_the_process",
 ]
 
 Messages = list[dict[str, str]]
@@ -132,8 +131,8 @@ async def chat(
 ) -> int:
     """Chat until the session ends or the input does.
 
-    ``storage_url``, where ``runner`` keeps its sessions, decides what the end of the input
-    says: how to go on, or that the conversation ends with the process.
+    ``storage_url``, where ``runner`` keeps its sessions, is named when the input ends: how to
+    go on, or (for storage that is not ``persistent``) that the conversation ends here.
     """
     updates = None
     while True:
@@ -146,7 +145,7 @@ async def chat(
             updates = {USER_INPUT: read("you> ")}
         except EOFError:
             if storage_url is not None:
-                print(f"\n({how_to_go_on(storage_url, session_id)})")
+                print(f"\n({how_to_go_on(runner.storage, storage_url, session_id)})")
             return 0
 
 
@@ -173,20 +172,8 @@ async def amain(args: argparse.Namespace) -> int:
         return await chat(runner, session_id, read, storage_url=args.storage)
 
 
-def outlives_the_process(storage_url: str) -> bool:
-    """Whether sessions kept at ``storage_url`` are still there once this process has ended.
-
-    Not in memory (``memory://``, or SQLite's ``sqlite://`` and ``sqlite:///:memory:``).
-    """
-    parts = urlsplit(storage_url)
-    if parts.scheme == "memory":
-        return False
-    in_memory = parts.scheme.split("+")[0] == "sqlite" and parts.path[1:] in ("", ":memory:")
-    return not in_memory
-
-
-def how_to_go_on(storage_url: str, session_id: str) -> str:
-    if outlives_the_process(storage_url):
+def how_to_go_on(storage: SessionStorage, storage_url: str, session_id: str) -> str:
+    if storage.persistent:
         return (
             "The conversation is stored: go on with the same --storage and "
             f"--session {shlex.quote(session_id)}"

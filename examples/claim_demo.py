@@ -56,6 +56,7 @@ from flowcore import (
     NextAction,
     Session,
     SessionNotFound,
+    SessionStorage,
     StorageError,
     Task,
     TaskResult,
@@ -80,7 +81,7 @@ __all__ = [
 ]
 
 GRAPH_ID = "insurance-claim"
-DEFAULT_STORAGE = "sqlite:///.flowcore/demo.db"
+DEFAULT_STORAGE = "sqlite:///.flowcore/demo.db?create_dirs=true"
 """Where the demo keeps its sessions: a SQLite file that outlives the process."""
 AUTO_APPROVE_LIMIT = Decimal("1000")
 """Claims under this amount whose checks pass are approved without a person looking at them."""
@@ -702,13 +703,13 @@ async def play_interactively(runner: FlowRunner, session_id: str, storage_url: s
     transcript = await drive(runner, session_id, read_answer)
     show_ending(transcript, print, chat=False)
     if not transcript.completed:
-        print(how_to_continue(storage_url, session_id, "--interactive"))
+        print(how_to_continue(runner.storage, storage_url, session_id, "--interactive"))
     return 0
 
 
-def how_to_continue(storage_url: str, session_id: str, *flags: str) -> str:
+def how_to_continue(storage: SessionStorage, storage_url: str, session_id: str, *flags: str) -> str:
     """The command that takes the next step of a stored claim, in another process."""
-    if not persists(storage_url):
+    if not storage.persistent:
         return (
             f"{storage_url} forgets it when the demo exits; with the default storage, a SQLite "
             "file, you could continue it later with --session."
@@ -767,13 +768,6 @@ def shell_path(path: str, *, command: bool = False) -> str:
     return shlex.quote(path)
 
 
-def make_room_for(storage_url: str) -> None:
-    """Create the directory of a SQLite file (such as .flowcore/), so the file can be made."""
-    path = sqlite_file(storage_url)
-    if path is not None:
-        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-
-
 HANDOFF_AFTER = 6
 """In the default show, this process takes the first steps; a new process takes the rest."""
 
@@ -784,16 +778,13 @@ async def amain(args: argparse.Namespace) -> int:
         print(graph.to_mermaid(), end="")
         return 0
     try:
-        make_room_for(args.storage)
         storage = open_storage(args.storage)
     except (StorageError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     session_id = args.session or f"claim-{uuid.uuid4().hex[:8]}"
     # The default show: half the claim here, the rest in a new process, through storage.
-    hand_off = not (
-        args.interactive or args.session or args.stop_after or not persists(args.storage)
-    )
+    hand_off = not (args.interactive or args.session or args.stop_after or not storage.persistent)
     async with storage:
         runner = FlowRunner(graph, storage)
         if not args.continued:
@@ -811,7 +802,7 @@ async def amain(args: argparse.Namespace) -> int:
     elif hand_off:
         return continue_in_new_process(args.storage, session_id)
     else:
-        print(how_to_continue(args.storage, session_id))
+        print(how_to_continue(storage, args.storage, session_id))
     return 0
 
 
@@ -822,13 +813,6 @@ def sqlite_file(storage_url: str) -> str | None:
     if parts.scheme.split("+")[0] != "sqlite" or path in ("", ":memory:"):
         return None
     return path
-
-
-def persists(storage_url: str) -> bool:
-    """Whether a claim stored there outlives the demo's process (memory:// and an in-memory
-    SQLite database do not)."""
-    scheme = urlsplit(storage_url).scheme.split("+")[0]
-    return scheme != "memory" and (scheme != "sqlite" or sqlite_file(storage_url) is not None)
 
 
 def is_relative_file(storage_url: str) -> bool:

@@ -23,7 +23,6 @@ import shlex
 import sys
 from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
-from urllib.parse import urlsplit
 
 from flowcore import (
     ExecutionStatus,
@@ -32,12 +31,13 @@ from flowcore import (
     GraphBuilder,
     GraphError,
     NextAction,
+    SessionStorage,
     TaskResult,
     open_storage,
     task,
 )
 
-__all__ = ["build_graph", "interact", "main", "outlives_the_process"]
+__all__ = ["build_graph", "interact", "main"]
 
 USER_INPUT = "user_input"
 
@@ -109,8 +109,8 @@ async def interact(
 ) -> int:
     """Run the session until it completes, asking ``read`` whenever it waits for input.
 
-    ``storage_url``, where ``runner`` keeps its sessions, decides what stopping at the end of
-    the input says: how to continue, or that the session ends with the process.
+    ``storage_url``, where ``runner`` keeps its sessions, is named when the input ends: how to
+    continue, or (for storage that is not ``persistent``) that the session ends with the process.
     """
     updates = None
     while True:
@@ -126,7 +126,8 @@ async def interact(
                 try:
                     updates = {USER_INPUT: read("> ")}
                 except EOFError:
-                    write(f"\nStopped. {how_to_continue(storage_url, session_id)}".rstrip())
+                    stopped = how_to_continue(runner.storage, storage_url, session_id)
+                    write(f"\nStopped. {stopped}".rstrip())
                     return 0
             case ExecutionStatus.Paused():
                 continue  # the next task runs on the next call
@@ -135,22 +136,10 @@ async def interact(
                 return 1
 
 
-def outlives_the_process(storage_url: str) -> bool:
-    """Whether sessions kept at ``storage_url`` are still there once this process has ended.
-
-    Not in memory (``memory://``, or SQLite's ``sqlite://`` and ``sqlite:///:memory:``).
-    """
-    parts = urlsplit(storage_url)
-    if parts.scheme == "memory":
-        return False
-    in_memory = parts.scheme.split("+")[0] == "sqlite" and parts.path[1:] in ("", ":memory:")
-    return not in_memory
-
-
-def how_to_continue(storage_url: str | None, session_id: str) -> str:
+def how_to_continue(storage: SessionStorage, storage_url: str | None, session_id: str) -> str:
     if storage_url is None:
         return ""
-    if outlives_the_process(storage_url):
+    if storage.persistent:
         return (
             "The session is stored: continue it with the same --storage and "
             f"--session {shlex.quote(session_id)}"

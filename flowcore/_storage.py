@@ -23,6 +23,9 @@ class SessionStorage(abc.ABC):
     ``session.version`` to the new one; otherwise it raises SessionConflict and stores nothing.
     """
 
+    persistent: bool = True
+    """Whether the sessions it stores outlive this process (False for storage in memory)."""
+
     @abc.abstractmethod
     async def get(self, session_id: str) -> Session | None:
         """The stored session (an independent copy), or None."""
@@ -90,6 +93,8 @@ class InMemorySessionStorage(SessionStorage):
     Storing the encoded blob gives copy semantics and reports an unstorable context value at
     ``save``, as every other backend does. Safe to share between tasks and threads.
     """
+
+    persistent = False
 
     def __init__(self) -> None:
         self._rows: dict[str, tuple[int, bytes]] = {}

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from examples import batch, chat, interactive
-from flowcore import Context, FlowRunner, InMemorySessionStorage
+from flowcore import Context, FlowRunner, InMemorySessionStorage, open_storage
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -132,10 +132,9 @@ def test_a_stored_session_id_is_quoted_for_the_shell(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("url", "outlives"),
+    ("url", "persistent"),
     [
         ("memory://", False),
-        ("sqlite://", False),
         ("sqlite:///:memory:", False),
         ("sqlite+aiosqlite:///:memory:", False),
         ("sqlite:///claims.db", True),
@@ -143,9 +142,16 @@ def test_a_stored_session_id_is_quoted_for_the_shell(tmp_path):
         ("postgresql://postgres@127.0.0.1/test", True),
     ],
 )
-def test_only_a_storage_outside_the_process_is_said_to_keep_sessions(url, outlives):
-    assert interactive.outlives_the_process(url) is outlives
-    assert chat.outlives_the_process(url) is outlives
+def test_only_a_storage_outside_the_process_is_said_to_keep_sessions(
+    url, persistent, installed_plugins
+):
+    installed_plugins("sql")
+    storage = open_storage(url)  # opening connects to nothing yet
+    assert storage.persistent is persistent
+    said = interactive.how_to_continue(storage, url, "s-1")
+    assert said.startswith("The session is stored") is persistent
+    said = chat.how_to_go_on(storage, url, "s-1")
+    assert said.startswith("The conversation is stored") is persistent
 
 
 async def test_the_loop_takes_any_source_of_answers():

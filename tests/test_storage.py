@@ -8,6 +8,7 @@ from flowcore import (
     InMemorySessionStorage,
     Session,
     SessionConflict,
+    SessionStorage,
     StorageError,
     hide_password,
     open_storage,
@@ -156,3 +157,20 @@ def test_an_unknown_scheme_never_prints_the_password():
         open_storage("nosuchdb://app:hunter2@host/db")
     assert "hunter2" not in str(caught.value)
     assert "nosuchdb://app:***@host/db" in str(caught.value)
+
+
+def test_only_storage_in_memory_says_it_does_not_persist():
+    assert InMemorySessionStorage().persistent is False
+    assert open_storage("memory://").persistent is False
+
+    class Database(SessionStorage):  # a backend says nothing: it persists
+        async def get(self, session_id):
+            return None
+
+        async def save(self, session):
+            pass
+
+        async def delete(self, session_id):
+            pass
+
+    assert Database().persistent is True

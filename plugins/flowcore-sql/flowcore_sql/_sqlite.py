@@ -101,6 +101,7 @@ class SqliteSessionStorage(SqlSessionStorage):
                 f"{reason}; drop one of the two"
             )
         self._path = raw if raw == _MEMORY else os.path.abspath(raw)
+        self.persistent = raw != _MEMORY
         super().__init__(
             f"sqlite:///{raw}" + ("?mode=ro" if read_only else ""),
             ttl=values["ttl"],

@@ -309,3 +309,9 @@ async def test_a_missing_database_says_to_create_it(postgres_url: str) -> None:
 
     with pytest.raises(StorageError, match="Create the database"):
         await PostgresSessionStorage.connect(url)
+
+
+def test_an_in_memory_sqlite_database_does_not_persist(tmp_path):
+    assert open_url("sqlite:///:memory:").persistent is False
+    assert open_url(f"sqlite:///{tmp_path}/claims.db").persistent is True
+    assert open_url("postgresql://app@db.internal/claims").persistent is True
