@@ -31,11 +31,12 @@ from flowcore import (
     GraphError,
     NextAction,
     TaskResult,
+    hide_password,
     open_storage,
     task,
 )
 
-__all__ = ["Progress", "Totals", "build_graph", "invoice", "main", "run_batch"]
+__all__ = ["Progress", "Totals", "build_graph", "invoice", "main", "run_batch", "speed"]
 
 REVIEW_ABOVE = Decimal("1000")
 
@@ -187,11 +188,16 @@ async def amain(args: argparse.Namespace) -> int:
         f"{totals.sessions:,} sessions completed: {totals.outcomes['approved']:,} approved, "
         f"{totals.outcomes['review']:,} sent for review"
     )
-    print(
-        f"{totals.steps:,} steps in {elapsed:.2f} s: {totals.steps / elapsed:,.0f} steps/s "
-        f"(storage {args.storage}, {args.concurrency} at a time)"
-    )
+    print(speed(totals, elapsed, args.storage, args.concurrency))
     return 0 if totals.sessions == args.sessions else 1
+
+
+def speed(totals: Totals, elapsed: float, storage_url: str, concurrency: int) -> str:
+    """The line that says how fast the batch ran (the URL's password, if any, hidden)."""
+    return (
+        f"{totals.steps:,} steps in {elapsed:.2f} s: {totals.steps / elapsed:,.0f} steps/s "
+        f"(storage {hide_password(storage_url)}, {concurrency} at a time)"
+    )
 
 
 def positive(text: str) -> int:

@@ -272,6 +272,16 @@ def test_the_batch_runs_on_sqlite_too(tmp_path):
     assert (tmp_path / ".flowcore" / "batch.db").is_file()
 
 
+def test_the_batch_report_hides_the_storage_password():
+    totals = batch.Totals()
+    totals.steps = 300
+    line = batch.speed(totals, 1.5, "postgresql://app:s3cret@db.internal/claims", 8)
+    assert line == (
+        "300 steps in 1.50 s: 200 steps/s (storage postgresql://app:***@db.internal/claims, "
+        "8 at a time)"
+    )
+
+
 @pytest.mark.parametrize("concurrency", [1, 7])
 async def test_never_more_than_the_given_number_of_sessions_are_in_flight(concurrency):
     in_flight = 0
