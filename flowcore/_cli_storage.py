@@ -6,11 +6,11 @@ import json
 import os
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
 from flowcore._errors import StorageError, quote_id
 from flowcore._json_view import session_as_json
-from flowcore._open import hide_password, open_storage
+from flowcore._open import hide_password, open_storage, scheme_of
 from flowcore._storage import SessionStorage
 
 __all__ = [
@@ -66,17 +66,13 @@ async def _storage(url: str) -> AsyncIterator[SessionStorage]:
         yield storage
 
 
-def _scheme(url: str) -> str:
-    return urlsplit(url).scheme.split("+", 1)[0].lower()
-
-
 async def list_command(url: str, *, limit: int | None, after: str | None, as_json: bool) -> int:
     async with _storage(url) as storage:
         try:
             ids = await storage.list_sessions(limit=limit, after=after)
         except NotImplementedError:
             raise CliError(
-                f"the {_scheme(url)}:// backend ({type(storage).__name__}) cannot list sessions; "
+                f"the {scheme_of(url)}:// backend ({type(storage).__name__}) cannot list sessions; "
                 "look one up by id: flowcore sessions show ID --storage URL"
             ) from None
     if as_json:
@@ -139,7 +135,7 @@ async def cleanup_command(url: str, *, batch: int) -> int:
         cleanup = getattr(storage, "cleanup", None)
         if cleanup is None:
             raise CliError(
-                f"the {_scheme(url)}:// backend ({type(storage).__name__}) does not expire "
+                f"the {scheme_of(url)}:// backend ({type(storage).__name__}) does not expire "
                 "sessions, so there is nothing to clean up"
             )
         deleted = await cleanup(batch=batch)
@@ -153,7 +149,8 @@ async def migrate_command(url: str) -> int:
         migrate = getattr(storage, "migrate", None)
         if migrate is None:
             raise CliError(
-                f"the {_scheme(url)}:// backend ({type(storage).__name__}) has no schema to migrate"
+                f"the {scheme_of(url)}:// backend ({type(storage).__name__}) has no schema to "
+                "migrate"
             )
         # Not `async with`: a backend may migrate as it connects, and this reports what it did.
         applied = list(await migrate())

@@ -9,7 +9,7 @@ from flowcore import _plugins
 from flowcore._errors import PluginError, StorageError, quote_id
 from flowcore._storage import SessionStorage
 
-__all__ = ["hide_password", "open_storage", "storage_schemes"]
+__all__ = ["hide_password", "open_storage", "scheme_of", "storage_schemes"]
 
 _PASSWORD = re.compile(r"(://[^:/@?#]*:)[^@/?#]*@")
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")  # RFC 3986
@@ -25,7 +25,8 @@ def storage_schemes() -> list[str]:
     return sorted(_plugins.registry().storage)
 
 
-def _scheme_of(url: str) -> str:
+def scheme_of(url: str) -> str:
+    """The storage scheme of ``url`` (``"postgresql"`` for ``postgresql+asyncpg://...``)."""
     if type(url) is not str:
         raise StorageError(
             f"A storage URL must be a str, got {type(url).__name__}: {quote_id(url)}"
@@ -55,7 +56,7 @@ def open_storage(url: str, **options: Any) -> SessionStorage:
     A backend that must connect does so on first use or in ``async with``. An unknown scheme
     raises StorageError listing the known ones; a scheme two plugins claim raises PluginError.
     """
-    scheme = _scheme_of(url)
+    scheme = scheme_of(url)
     registry = _plugins.registry()
     factory = registry.storage_factory(scheme)
     if factory is None:
