@@ -136,9 +136,9 @@ MAX_DEPTH = 256
 """How deep containers may nest in a context value: every kind counts, together.
 
 The value stored under a context key is level 1; each list, dict, tuple, set, frozenset or
-registered value inside another adds one level. Packing and unpacking a tuple, set or
-registered value recurses on the C stack, and Python reading a value (``==``, ``repr``,
-``json``) recurses once per level: the bound keeps every one of them far from its limit.
+registered value inside another adds one level. msgpack recurses on the C stack once per list
+or dict level, and Python reading a value (``==``, ``repr``, ``json``) once per level of any
+kind: the bound keeps every one of them far from its limit.
 """
 
 _MAX_SHARING_A_HASH = 32
