@@ -19,6 +19,7 @@ from flowcore._errors import (
     PluginWarning,
     SerializationError,
     SessionConflict,
+    SessionMoved,
     SessionNotFound,
     StorageError,
     TaskExecutionFailed,
@@ -36,6 +37,7 @@ from flowcore._plugins import register_plugin, unregister_plugin
 from flowcore._runner import FlowRunner
 from flowcore._session import Session
 from flowcore._storage import InMemorySessionStorage, SessionStorage
+from flowcore._stream import StepEvent, emit
 from flowcore._task import RetryPolicy, Task, task
 from flowcore._tracing import (
     ErrorHandled,
@@ -48,7 +50,13 @@ from flowcore._tracing import (
     TaskStarted,
     Tracer,
 )
-from flowcore._values import ExecutionResult, ExecutionStatus, NextAction, TaskResult
+from flowcore._values import (
+    ExecutionResult,
+    ExecutionStatus,
+    NextAction,
+    TaskRecord,
+    TaskResult,
+)
 
 __version__ = "0.1.0"
 
@@ -85,20 +93,24 @@ __all__ = [
     "Session",
     "SessionConflict",
     "SessionLoaded",
+    "SessionMoved",
     "SessionNotFound",
     "SessionSaved",
     "SessionStorage",
+    "StepEvent",
     "StorageError",
     "Task",
     "TaskEnded",
     "TaskExecutionFailed",
     "TaskFailure",
     "TaskNotFound",
+    "TaskRecord",
     "TaskResult",
     "TaskRetrying",
     "TaskStarted",
     "Tracer",
     "__version__",
+    "emit",
     "hide_password",
     "hookimpl",
     "hookspec",

@@ -10,6 +10,12 @@ by one msgpack array (the session id and version live beside the blob in storage
     [graph_id, current_task_id, status_message, is_completed, history,
      max_chat_messages, data, chat]
 
+A session with a timer or recorded request ids has a ninth item, a map of the extra fields it
+has: ``"wake_at"`` (integer microseconds since 1970-01-01 UTC) and ``"requests"`` (the
+recorded results of its last request ids, see ``flowcore._requests``). A session with neither
+is stored in exactly eight. A map key this flowcore does not know is refused at load by name,
+rather than dropped by the next save.
+
 ``history`` is a list of str, ``data`` the context data (a map, str keys) and ``chat`` a flat
 array of three items per message: ``role`` (0 user, 1 assistant, 2 system), ``content`` and
 ``timestamp`` as integer microseconds since 1970-01-01 UTC.
@@ -95,6 +101,7 @@ from msgpack import ExtType, Packer, Timestamp, unpackb
 
 from flowcore._context import Context, restore_context
 from flowcore._errors import SerializationError, StorageError, quote_id
+from flowcore._requests import check_requests
 from flowcore._session import Session
 
 __all__ = [
@@ -586,7 +593,44 @@ def encode_session(session: Session) -> bytes:
         data,
         ctx._chat,
     ]
+    wake_at = session.wake_at
+    requests = session._requests
+    if wake_at is not None or requests:
+        extras: dict[str, Any] = {}
+        if wake_at is not None:
+            extras["wake_at"] = _wake_at_us(wake_at)
+        if requests:
+            extras["requests"] = requests
+        record.append(extras)
     return _VERSION_BYTE + _pack_record(record, ctx)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_US = timedelta(microseconds=1)
+
+
+def _wake_at_us(wake_at: Any) -> int:
+    if type(wake_at) is not datetime or wake_at.utcoffset() is None:
+        raise _bad_field("wake_at", "None or an aware datetime", wake_at)
+    return (wake_at - _EPOCH) // _US
+
+
+def _read_extras(extras: Any, session: Session) -> None:
+    """Set the extra fields of a record's ninth item on ``session``."""
+    if type(extras) is not dict:
+        raise _DecodeError("the extra fields are not a map")
+    for key, value in extras.items():
+        if key == "wake_at":
+            if type(value) is not int:
+                raise _DecodeError("wake_at is not an int")
+            session.wake_at = _EPOCH + timedelta(microseconds=value)
+        elif key == "requests":
+            session._requests = check_requests(value)
+        else:
+            raise _DecodeError(
+                f"it has a field this flowcore does not know, {quote_id(key)}: load it with the "
+                "flowcore that stored it, or a newer one"
+            )
 
 
 def encode_context(ctx: Context) -> bytes:
@@ -1071,8 +1115,8 @@ def decode_session(blob: object, *, session_id: str, version: int) -> Session:
     """
     try:
         record = _unpack(blob)
-        if type(record) is not list or len(record) != 8:
-            raise _DecodeError("the record is not an array of 8 fields")
+        if type(record) is not list or not 8 <= len(record) <= 9:
+            raise _DecodeError("the record is not an array of 8 or 9 fields")
         graph_id, current_task_id, status_message, is_completed, history = record[:5]
         if type(graph_id) is not str or type(current_task_id) is not str:
             raise _DecodeError("graph_id or current_task_id is not a str")
@@ -1083,22 +1127,25 @@ def decode_session(blob: object, *, session_id: str, version: int) -> Session:
         if type(history) is not list or not _all_str(history):
             raise _DecodeError("history is not an array of str")
         context = _build_context(record[5], record[6], record[7])
+        session = Session(
+            session_id,
+            graph_id,
+            current_task_id,
+            context,
+            status_message=status_message,
+            version=version,
+            is_completed=is_completed,
+            history=history,
+        )
+        if len(record) == 9:
+            _read_extras(record[8], session)
     except MemoryError:
         raise
     except Exception as exc:
         raise StorageError(
             f"Session {quote_id(session_id)} could not be decoded: {_reason(exc)}"
         ) from exc
-    return Session(
-        session_id,
-        graph_id,
-        current_task_id,
-        context,
-        status_message=status_message,
-        version=version,
-        is_completed=is_completed,
-        history=history,
-    )
+    return session
 
 
 def decode_context(blob: bytes) -> Context:

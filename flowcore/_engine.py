@@ -9,10 +9,12 @@ no clock is read.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 from contextvars import ContextVar
+from datetime import datetime, timezone
 from time import perf_counter
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 from flowcore._codec import decode_context, encode_context
 from flowcore._context import Context
@@ -24,15 +26,49 @@ from flowcore._session import Session
 from flowcore._task import RetryPolicy, Task
 from flowcore._timeout import DeadlineExceeded, await_with_timeout
 from flowcore._tracing import ErrorHandled, TaskEnded, TaskRetrying, TaskStarted, emit
-from flowcore._values import ExecutionResult, ExecutionStatus, TaskResult
+from flowcore._values import (
+    ExecutionResult,
+    ExecutionStatus,
+    TaskRecord,
+    TaskResult,
+    scheduled,
+    step_result,
+)
 
 if TYPE_CHECKING:
     from flowcore._graph import Graph
 
-__all__ = ["COMPLETED_RESULT", "execute_session", "run_child_task", "run_task"]
+__all__ = ["StepSink", "execute_session", "held", "run_child_task", "run_task"]
 
-COMPLETED_RESULT = ExecutionResult(None, ExecutionStatus.Completed)
-"""What a step of a completed session returns: nothing ran."""
+_UTC = timezone.utc
+_COMPLETED = ExecutionStatus.Completed
+
+
+class StepSink(Protocol):
+    """Told about each task of a step as it starts and ends (what ``FlowRunner.stream`` yields)."""
+
+    def task_started(self, task_id: str) -> None: ...
+
+    def task_ended(self, record: TaskRecord) -> None: ...
+
+
+def held(session: Session) -> ExecutionResult | None:
+    """The result of a step that must not run: the session is completed, or waits for a time
+    still to come. None when the step runs; a session that was waiting and is now due is
+    cleared of its ``wake_at`` then."""
+    if session.is_completed:
+        return step_result(
+            None, _COMPLETED, session.id, session.version, session.current_task_id, (), False
+        )
+    wake_at = session.wake_at
+    if wake_at is not None:
+        if wake_at > datetime.now(_UTC):
+            status = scheduled(session.current_task_id, wake_at)
+            return step_result(
+                None, status, session.id, session.version, session.current_task_id, (), False
+            )
+        session.wake_at = None
+    return None
 
 
 def _raise_timed_out(task_id: str, seconds: float) -> NoReturn:
@@ -65,8 +101,10 @@ async def _attempt(task: Task, task_id: str, ctx: Context, timeout: float | None
     try:
         if in_thread:
             loop = asyncio.get_running_loop()
+            # The thread sees this step's context variables (flowcore.emit finds its stream).
+            call = contextvars.copy_context().run
             result: Any = await await_with_timeout(
-                loop.run_in_executor(None, task.run, work),
+                loop.run_in_executor(None, call, task.run, work),
                 own_timeout,  # type: ignore[arg-type]
             )
             ctx._restore_from(work)
@@ -297,18 +335,24 @@ async def _run_observed_task(
 
 
 async def execute_session(
-    graph: Graph, session: Session, observers: Observers | None = None
+    graph: Graph,
+    session: Session,
+    observers: Observers | None = None,
+    sink: StepSink | None = None,
 ) -> ExecutionResult:
     """Run the session's current task, and the chain after it, and move the session on.
 
     With ``observers``, tracers see each task and error handlers decide on failures; a
     reported failure ends the step with its Error status and the failed task still current.
+    With ``sink``, it is told of each task as it starts and ends.
+    The result's ``version`` is left None: the session is not saved here.
     """
-    if session.is_completed:
-        return COMPLETED_RESULT
+    not_run = held(session)
+    if not_run is not None:
+        return not_run
     step = StepRun(graph.id, graph._tasks, graph._routes, graph.max_steps, session)
-    if observers is not None:
-        return await _execute_observed(graph, session, step, observers)
+    if observers is not None or sink is not None:
+        return await _execute_observed(graph, session, step, observers or _NO_OBSERVERS, sink)
     # The kernel runs plain tasks inline; the engine awaits async ones and takes the full
     # path (own timeout, retries) for the rest.
     default_timeout = graph.task_timeout
@@ -325,18 +369,37 @@ async def execute_session(
                 result = await run_task(step.task, step.task_id, session.context, default_timeout)
             status = step.finish(result)
         if status is not None:
-            return ExecutionResult(step.result.response, status)  # type: ignore[union-attr]
+            return step_result(
+                step.result.response,  # type: ignore[union-attr]
+                status,
+                session.id,
+                None,
+                session.current_task_id,
+                tuple(step.records),
+                False,
+            )
+
+
+_NO_OBSERVERS = Observers((), ())
 
 
 async def _execute_observed(
-    graph: Graph, session: Session, step: StepRun, observers: Observers
+    graph: Graph,
+    session: Session,
+    step: StepRun,
+    observers: Observers,
+    sink: StepSink | None,
 ) -> ExecutionResult:
-    """The step with tracers told about each task and error handlers asked about failures."""
+    """The step with tracers told about each task, error handlers asked about failures, and
+    the sink told of each task's start and end."""
     ctx = session.context
     default_timeout = graph.task_timeout
+    records = step.records
     while True:
         task = step.begin()
         task_id = step.task_id
+        if sink is not None:
+            sink.task_started(task_id)
         handlers = observers.handlers_for(task)
         if not (handlers or observers.traces_tasks):
             result = await run_task(task, task_id, ctx, default_timeout)
@@ -345,9 +408,31 @@ async def _execute_observed(
                 observers, handlers, graph.id, session, task, task_id, default_timeout
             )
             if type(outcome) is not TaskResult:  # a reported failure ends the step here
-                session.status_message = outcome.message  # type: ignore[union-attr]
-                return ExecutionResult(None, outcome)  # type: ignore[arg-type]
+                message = outcome.message  # type: ignore[union-attr]
+                session.status_message = message
+                records.append(TaskRecord(task_id, None, message, None))
+                if sink is not None:
+                    sink.task_ended(records[-1])
+                return step_result(
+                    None,
+                    outcome,  # type: ignore[arg-type]
+                    session.id,
+                    None,
+                    session.current_task_id,
+                    tuple(records),
+                    False,
+                )
             result = outcome
         status = step.finish(result)
+        if sink is not None:
+            sink.task_ended(records[-1])
         if status is not None:
-            return ExecutionResult(result.response, status)
+            return step_result(
+                result.response,
+                status,
+                session.id,
+                None,
+                session.current_task_id,
+                tuple(records),
+                False,
+            )

@@ -31,6 +31,7 @@ __all__ = [
     "PluginWarning",
     "SerializationError",
     "SessionConflict",
+    "SessionMoved",
     "SessionNotFound",
     "StorageError",
     "TaskExecutionFailed",
@@ -174,3 +175,23 @@ class SessionConflict(StorageError):
             f"{stored_version}, this copy was loaded at version {loaded_version}; nothing was "
             "saved. Load the session again and retry the step"
         )
+
+
+class SessionMoved(SessionConflict):
+    """The session is not where the caller expected it (``expect_task`` / ``expect_version``
+    of ``FlowRunner.run``): nothing ran. ``what`` is ``"task"`` or ``"version"``;
+    ``expected`` and ``found`` are the values compared."""
+
+    def __init__(self, session_id: str, what: str, expected: object, found: object) -> None:
+        self.session_id = session_id
+        self.what = what
+        self.expected = expected
+        self.found = found
+        super().__init__(
+            f"Session {quote_id(session_id)} is at {what} {quote_id(found)}, not at {what} "
+            f"{quote_id(expected)} as expected (expect_{what}); nothing ran. It moved since it "
+            "was read: load it again to see where it is now"
+        )
+
+    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
+        return (type(self), (self.session_id, self.what, self.expected, self.found))

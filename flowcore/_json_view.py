@@ -39,6 +39,7 @@ def session_as_json(session: Session) -> dict[str, Any]:
         "current_task_id": session.current_task_id,
         "status_message": session.status_message,
         "is_completed": session.is_completed,
+        "wake_at": None if session.wake_at is None else session.wake_at.isoformat(),
         "history": list(session.history),
         "context": {key: _jsonable(value) for key, value in ctx.items()},
         "chat": [

@@ -1,5 +1,5 @@
 # C signatures of flowcore._kernel for the compiled build (the .py beside it is the one source).
-from flowcore._values cimport TaskResult, paused
+from flowcore._values cimport TaskRecord, TaskResult, paused, scheduled, task_record
 
 cpdef object find_next_task(dict routes, str from_id, object ctx)
 
@@ -15,6 +15,7 @@ cdef class StepRun:
     cdef public object max_steps
     cdef public object pending
     cdef public Py_ssize_t ran
+    cdef public list records
     cdef public object result
     cdef public dict routes
     cdef public object session

@@ -25,9 +25,14 @@ from flowcore._values import (
     GO_BACK,
     GO_TO,
     WAIT_FOR_INPUT,
+    WAIT_UNTIL,
     ExecutionStatus,
+    TaskRecord,
     TaskResult,
     paused,
+    scheduled,
+    task_record,
+    wake_time,
 )
 
 __all__ = ["Route", "StepRun", "apply_result", "find_next_task", "not_a_result"]
@@ -86,7 +91,7 @@ def apply_result(
     session.status_message = result.status_message
     action = result._next_action
     kind = action._kind
-    if kind in (CONTINUE, CONTINUE_AND_EXECUTE):
+    if kind in (CONTINUE, CONTINUE_AND_EXECUTE, WAIT_UNTIL):
         next_id = find_next_task(routes, task_id, session.context)
         if next_id is None:
             return paused(task_id, REASON_NO_EDGE)
@@ -95,6 +100,10 @@ def apply_result(
             session.current_task_id = next_id
         if kind == CONTINUE:
             return paused(next_id, REASON_CONTINUE)
+        if kind == WAIT_UNTIL:
+            wake_at = wake_time(action)
+            session.wake_at = wake_at
+            return scheduled(next_id, wake_at)
         return None
     if kind == WAIT_FOR_INPUT:
         return _WAITING
@@ -102,7 +111,7 @@ def apply_result(
         session.is_completed = True
         return _COMPLETED
     if kind == GO_TO:
-        target: str = action._task_id  # type: ignore[assignment]
+        target: str = action._task_id
         if target not in tasks:
             raise TaskNotFound(
                 target,
@@ -155,6 +164,7 @@ class StepRun:
         "max_steps",
         "pending",
         "ran",
+        "records",
         "result",
         "routes",
         "session",
@@ -182,6 +192,7 @@ class StepRun:
         self.task_id = ""
         self.pending: Any = None
         self.result: TaskResult | None = None
+        self.records: list[TaskRecord] = []  # one per task applied, in order
 
     def begin(self) -> Any:
         """The session's current task, counted against ``max_steps``."""
@@ -223,6 +234,7 @@ class StepRun:
                     self.pending = result
                     return None
                 raise not_a_result(self.task_id, result)
+            self.records.append(task_record(self.task_id, result))
             status = apply_result(self.routes, self.tasks, self.session, self.task_id, result)
             if status is not None:
                 self.result = result
@@ -232,6 +244,7 @@ class StepRun:
         """Apply the result of the task the engine ran; the step's status, or None to go on."""
         if not isinstance(result, TaskResult):
             raise not_a_result(self.task_id, result)
+        self.records.append(task_record(self.task_id, result))
         status = apply_result(self.routes, self.tasks, self.session, self.task_id, result)
         if status is not None:
             self.result = result

@@ -2,23 +2,34 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from time import perf_counter
 from typing import Any
 
 from flowcore import _plugins
 from flowcore._codec import encode_session
 from flowcore._context import Context
-from flowcore._engine import COMPLETED_RESULT, execute_session
-from flowcore._errors import ContextError, GraphError, SessionNotFound, TaskNotFound
+from flowcore._engine import execute_session, held
+from flowcore._errors import (
+    ContextError,
+    GraphError,
+    SessionConflict,
+    SessionMoved,
+    SessionNotFound,
+    TaskNotFound,
+    quote_id,
+)
 from flowcore._graph import Graph
 from flowcore._handlers import Handler
 from flowcore._observers import Observers
+from flowcore._requests import check_request_id, find_request, record_request
 from flowcore._session import Session
 from flowcore._storage import SessionStorage
+from flowcore._stream import END_OF_STEP, StepEvent, StreamSink, stream_sink
 from flowcore._tracing import RunEnded, RunStarted, SessionLoaded, SessionSaved, emit
-from flowcore._values import ExecutionResult
+from flowcore._values import ExecutionResult, set_version
 
 __all__ = ["FlowRunner"]
 
@@ -97,19 +108,102 @@ class FlowRunner:
         return self._storage
 
     async def run(
-        self, session_id: str, *, context_updates: Mapping[str, Any] | None = None
+        self,
+        session_id: str,
+        *,
+        context_updates: Mapping[str, Any] | None = None,
+        request_id: str | None = None,
+        expect_task: str | None = None,
+        expect_version: int | None = None,
     ) -> ExecutionResult:
         """Load the session, set ``context_updates`` into its context, run one step, save it.
 
         Raises SessionNotFound for an unknown id, and SessionConflict (saving nothing) when
         another writer saved the session after it was loaded here. A completed session runs
-        nothing and returns ``ExecutionResult(None, ExecutionStatus.Completed)``.
+        nothing and returns ``ExecutionResult(None, ExecutionStatus.Completed)``; one waiting
+        for a time still to come runs nothing and returns its ``Scheduled`` status.
+
+        ``request_id`` makes the step exactly-once for that id: a request id the session has
+        recorded returns the recorded result (``replayed=True``) and runs nothing, and a run
+        that loses the race to a writer that recorded it returns that writer's result.
+        ``expect_task`` / ``expect_version``: run only if the session, as loaded, is at that
+        task / that stored version; otherwise raise SessionMoved and run nothing.
         """
-        if context_updates is not None and not isinstance(context_updates, Mapping):
-            raise ContextError(
-                "context_updates must be a mapping of str keys to values, got "
-                f"{type(context_updates).__name__}"
+        if (
+            request_id is not None
+            or expect_task is not None
+            or expect_version is not None
+            or (context_updates is not None and not isinstance(context_updates, Mapping))
+        ):
+            _check_arguments(context_updates, request_id, expect_task, expect_version)
+        return await self._step(
+            session_id, context_updates, request_id, expect_task, expect_version, None
+        )
+
+    def stream(
+        self,
+        session_id: str,
+        *,
+        context_updates: Mapping[str, Any] | None = None,
+        request_id: str | None = None,
+        expect_task: str | None = None,
+        expect_version: int | None = None,
+    ) -> AsyncIterator[StepEvent | ExecutionResult]:
+        """The step ``run`` takes, as an async iterator of its events as they happen.
+
+        Yields a :class:`StepEvent` when a task starts (``"task_started"``), for each value a
+        task emits with :func:`flowcore.emit` (``"output"``) and when a task ends
+        (``"task_ended"``, its TaskRecord), and last the step's ExecutionResult. The step is as
+        atomic as with ``run``: if it fails, the iterator raises its error and nothing is
+        saved; if the consumer stops early (``aclose()``, or its task is cancelled), the step
+        is cancelled and nothing is saved. Arguments are checked here, before iterating.
+        """
+        _check_arguments(context_updates, request_id, expect_task, expect_version)
+        return self._stream(session_id, context_updates, request_id, expect_task, expect_version)
+
+    async def _stream(
+        self,
+        session_id: str,
+        context_updates: Mapping[str, Any] | None,
+        request_id: str | None,
+        expect_task: str | None,
+        expect_version: int | None,
+    ) -> AsyncIterator[StepEvent | ExecutionResult]:
+        sink = StreamSink()
+        token = stream_sink.set(sink)
+        try:  # the step's task copies the context as it is now: flowcore.emit finds the sink
+            step = asyncio.ensure_future(
+                self._step(
+                    session_id, context_updates, request_id, expect_task, expect_version, sink
+                )
             )
+        finally:
+            stream_sink.reset(token)
+        step.add_done_callback(sink.finish)
+        queue = sink.queue
+        try:
+            while True:
+                item = await queue.get()
+                if item is END_OF_STEP:
+                    break
+                yield item
+            yield step.result()
+        finally:
+            if not step.done():
+                step.cancel()  # the consumer stopped early: the step stops, nothing is saved
+                await asyncio.wait((step,))
+            if not step.cancelled():
+                step.exception()  # seen here, so asyncio does not log it as never retrieved
+
+    async def _step(
+        self,
+        session_id: str,
+        context_updates: Mapping[str, Any] | None,
+        request_id: str | None,
+        expect_task: str | None,
+        expect_version: int | None,
+        sink: StreamSink | None,
+    ) -> ExecutionResult:
         observers = self._current_observers()
         # Every tracer call below sits behind a check of its tuple: with no tracers, a step
         # pays for these checks and nothing else.
@@ -125,15 +219,38 @@ class FlowRunner:
                 raise SessionNotFound(session_id)
             if observers.session_loaded:
                 emit(observers.session_loaded, _session_event(SessionLoaded, session, graph.id))
-            if session.is_completed:
-                result = COMPLETED_RESULT
-            else:
+            result = None
+            if request_id is not None:
+                result = find_request(session, request_id)
+            if result is None:
+                if expect_task is not None or expect_version is not None:
+                    _check_expected(session, expect_task, expect_version)
+                result = held(session)
+            if result is None:
                 if context_updates:
                     session.context.update(context_updates)
-                result = await execute_session(graph, session, observers.step)
-                await storage.save(session)
-                if observers.session_saved:
-                    emit(observers.session_saved, _session_event(SessionSaved, session, graph.id))
+                result = await execute_session(graph, session, observers.step, sink)
+                if request_id is not None:
+                    record_request(session, request_id, result, session.version + 1)
+                try:
+                    await storage.save(session)
+                except SessionConflict:
+                    if request_id is None:
+                        raise
+                    # Lost the race: to a duplicate of this request, whose result it returns?
+                    winner = await storage.get(session_id)
+                    recorded = None if winner is None else find_request(winner, request_id)
+                    if recorded is None:
+                        raise
+                    session = winner
+                    result = recorded
+                else:
+                    set_version(result, session.version)
+                    if observers.session_saved:
+                        emit(
+                            observers.session_saved,
+                            _session_event(SessionSaved, session, graph.id),
+                        )
         except BaseException as exc:
             if observers.run_ended:
                 emit(
@@ -179,6 +296,37 @@ class FlowRunner:
 
     def __repr__(self) -> str:
         return f"<FlowRunner graph={self._graph.id!r} storage={self._storage!r}>"
+
+
+def _check_arguments(
+    context_updates: object, request_id: object, expect_task: object, expect_version: object
+) -> None:
+    """Raise for an argument of ``run`` or ``stream`` that is of no use, naming it."""
+    if context_updates is not None and not isinstance(context_updates, Mapping):
+        raise ContextError(
+            "context_updates must be a mapping of str keys to values, got "
+            f"{type(context_updates).__name__}"
+        )
+    if request_id is not None:
+        check_request_id(request_id)
+    if expect_task is not None and type(expect_task) is not str:
+        raise TypeError(
+            f"expect_task must be None or a task id (str), got {type(expect_task).__name__}: "
+            f"{quote_id(expect_task)}"
+        )
+    if expect_version is not None and type(expect_version) is not int:
+        raise TypeError(
+            f"expect_version must be None or an int (a stored version), got "
+            f"{type(expect_version).__name__}: {quote_id(expect_version)}"
+        )
+
+
+def _check_expected(session: Session, expect_task: str | None, expect_version: int | None) -> None:
+    """Raise SessionMoved if the loaded session is not at the task and version expected."""
+    if expect_version is not None and session.version != expect_version:
+        raise SessionMoved(session.id, "version", expect_version, session.version)
+    if expect_task is not None and session.current_task_id != expect_task:
+        raise SessionMoved(session.id, "task", expect_task, session.current_task_id)
 
 
 def _session_event(

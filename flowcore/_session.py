@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from flowcore._context import Context
 from flowcore._errors import ContextError, quote_id
 
-__all__ = ["HISTORY_LIMIT", "Session"]
+__all__ = ["HISTORY_LIMIT", "RECENT_REQUESTS", "Session"]
 
 HISTORY_LIMIT = 100
 """How many ids of tasks left a session remembers for GoBack."""
+
+RECENT_REQUESTS = 8
+"""How many request ids (``FlowRunner.run(request_id=...)``) a session remembers, newest last."""
 
 
 class Session:
@@ -21,6 +25,7 @@ class Session:
     """
 
     __slots__ = (
+        "_requests",
         "context",
         "current_task_id",
         "graph_id",
@@ -29,6 +34,7 @@ class Session:
         "is_completed",
         "status_message",
         "version",
+        "wake_at",
     )
 
     def __init__(
@@ -42,6 +48,7 @@ class Session:
         version: int = 0,
         is_completed: bool = False,
         history: list[str] | None = None,
+        wake_at: datetime | None = None,
     ) -> None:
         self.id = id
         self.graph_id = graph_id
@@ -51,6 +58,10 @@ class Session:
         self.version = version
         self.is_completed = is_completed
         self.history: list[str] = [] if history is None else history
+        self.wake_at = wake_at
+        # The recorded results of the last RECENT_REQUESTS request ids, oldest first, as the
+        # codec stores them (flowcore._requests reads and writes them).
+        self._requests: list[Any] = []
 
     @classmethod
     def new_from_task(
@@ -90,5 +101,7 @@ class Session:
         return (
             f"Session(id={self.id!r}, graph_id={self.graph_id!r}, "
             f"current_task_id={self.current_task_id!r}, version={self.version}, "
-            f"is_completed={self.is_completed})"
+            f"is_completed={self.is_completed}"
+            + ("" if self.wake_at is None else f", wake_at={self.wake_at!r}")
+            + ")"
         )

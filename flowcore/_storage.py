@@ -5,6 +5,7 @@ from __future__ import annotations
 import abc
 import bisect
 import threading
+from datetime import datetime, timezone
 from types import TracebackType
 
 from flowcore._codec import decode_session, encode_session
@@ -53,6 +54,42 @@ class SessionStorage(abc.ABC):
             f"{type(self).__name__} cannot list its sessions (it does not implement list_sessions)"
         )
 
+    async def due_sessions(
+        self, now: datetime | None = None, limit: int | None = None
+    ) -> list[str]:
+        """The ids of the sessions waiting for a time (``NextAction.WaitUntil``) whose
+        ``wake_at`` is at or before ``now``: earliest ``wake_at`` first (ties by id), at most
+        ``limit`` of them. ``now`` is an aware datetime, or None for the storage's own clock
+        (the database server's, not this process's). Optional for a backend.
+
+        The default raises NotImplementedError: the backend cannot tell which sessions are due.
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} cannot tell which sessions are due "
+            "(it does not implement due_sessions)"
+        )
+
+    @staticmethod
+    def check_due(now: object, limit: object) -> None:
+        """Raise the error ``due_sessions`` gives for a bad ``now`` or ``limit``.
+
+        For backend authors: call it first in ``due_sessions``, as ``check_listing`` in
+        ``list_sessions``.
+        """
+        if now is not None:
+            if not isinstance(now, datetime):
+                raise TypeError(
+                    f"now must be None or an aware datetime, got {type(now).__name__}: "
+                    f"{quote_id(now)}"
+                )
+            if now.utcoffset() is None:
+                raise ValueError(
+                    f"now must be an aware datetime, got the naive {now!r}: give it a tzinfo, "
+                    "e.g. datetime.now(timezone.utc)"
+                )
+        if limit is not None and (type(limit) is not int or limit < 0):
+            raise ValueError(f"limit must be None or an int >= 0, got {quote_id(limit)}")
+
     @staticmethod
     def check_listing(limit: object, after: object) -> None:
         """Raise the error ``list_sessions`` gives for a bad ``limit`` or ``after``.
@@ -98,6 +135,7 @@ class InMemorySessionStorage(SessionStorage):
 
     def __init__(self) -> None:
         self._rows: dict[str, tuple[int, bytes]] = {}
+        self._waiting: dict[str, datetime] = {}  # the wake_at of each session that has one
         self._lock = threading.Lock()
 
     async def get(self, session_id: str) -> Session | None:
@@ -115,11 +153,26 @@ class InMemorySessionStorage(SessionStorage):
             if (0 if row is None else row[0]) != expected:  # a stored version is always >= 1
                 raise SessionConflict.on_save(session.id, expected, None if row is None else row[0])
             self._rows[session_id] = (expected + 1, blob)
+            if session.wake_at is None:
+                self._waiting.pop(session_id, None)
+            else:
+                self._waiting[session_id] = session.wake_at
         session.version = expected + 1
 
     async def delete(self, session_id: str) -> None:
         with self._lock:
             self._rows.pop(_check_session_id(session_id), None)
+            self._waiting.pop(session_id, None)
+
+    async def due_sessions(
+        self, now: datetime | None = None, limit: int | None = None
+    ) -> list[str]:
+        self.check_due(now, limit)
+        if now is None:
+            now = datetime.now(timezone.utc)
+        with self._lock:
+            due = sorted((at, sid) for sid, at in self._waiting.items() if at <= now)
+        return [sid for _, sid in (due if limit is None else due[:limit])]
 
     async def list_sessions(
         self, *, limit: int | None = None, after: str | None = None

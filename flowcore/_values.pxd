@@ -8,6 +8,9 @@ cdef class NextAction:
 cdef class GoTo(NextAction):
     pass
 
+cdef class WaitUntil(NextAction):
+    pass
+
 cdef class ExecutionStatus:
     cdef readonly int _kind
     cdef readonly object _first
@@ -19,14 +22,33 @@ cdef class Paused(ExecutionStatus):
 cdef class Error(ExecutionStatus):
     pass
 
+cdef class Scheduled(ExecutionStatus):
+    pass
+
 @cython.locals(status=Paused)
 cpdef Paused paused(str next_task_id, str reason)
+
+@cython.locals(status=Scheduled)
+cpdef Scheduled scheduled(str next_task_id, object wake_at)
+
+@cython.final
+@cython.freelist(8)
+cdef class TaskRecord:
+    cdef readonly object _task_id
+    cdef readonly object _response
+    cdef readonly object _status_message
+    cdef readonly object _next_action
 
 @cython.final
 @cython.freelist(8)
 cdef class ExecutionResult:
     cdef readonly object _response
     cdef readonly ExecutionStatus _status
+    cdef readonly object _session_id
+    cdef readonly object _version
+    cdef readonly object _current_task_id
+    cdef readonly tuple _tasks
+    cdef readonly bint _replayed
 
 @cython.final
 @cython.freelist(8)
@@ -35,3 +57,19 @@ cdef class TaskResult:
     cdef NextAction _next_action
     cdef public object status_message
     cdef public object task_id
+
+@cython.locals(record=TaskRecord)
+cpdef TaskRecord task_record(str task_id, TaskResult result)
+
+@cython.locals(result=ExecutionResult)
+cpdef ExecutionResult step_result(
+    object response,
+    ExecutionStatus status,
+    object session_id,
+    object version,
+    object current_task_id,
+    tuple tasks,
+    bint replayed,
+)
+
+cpdef void set_version(ExecutionResult result, object version)

@@ -132,6 +132,23 @@ def _new(session_id: str = "s1", **values: Any) -> Session:
     return Session.new_from_task(session_id, "start", graph_id="conformance", context=values)
 
 
+async def _due_or_skip(storage: SessionStorage, *args: Any, **options: Any) -> list[str]:
+    """``storage.due_sessions(...)``; the test is skipped if the backend cannot tell."""
+    try:
+        return await storage.due_sessions(*args, **options)
+    except NotImplementedError:
+        pytest.skip(
+            f"{type(storage).__name__} does not implement due_sessions, which is optional for "
+            "a backend"
+        )
+
+
+def _waiting(session_id: str, wake_at: datetime) -> Session:
+    session = _new(session_id)
+    session.wake_at = wake_at
+    return session
+
+
 async def _list_or_skip(storage: SessionStorage, **options: Any) -> list[str]:
     """``storage.list_sessions(**options)``; the test is skipped if the backend cannot list."""
     try:
@@ -147,8 +164,9 @@ class StorageConformance:
     """The storage contract as tests. Subclass it (as ``Test...``) and override ``storage``.
 
     Override ``put_raw_blob`` too if the backend can store raw bytes under an id; the tests of
-    malformed blobs are skipped otherwise. The tests of ``list_sessions`` are skipped for a
-    backend that does not implement it (it raises NotImplementedError).
+    malformed blobs are skipped otherwise. The tests of ``list_sessions`` and
+    ``due_sessions`` are skipped for a backend that does not implement them (they raise
+    NotImplementedError).
     """
 
     pytestmark = pytest.mark.asyncio
@@ -226,6 +244,23 @@ class StorageConformance:
         assert loaded.context.max_chat_messages == 5
         assert loaded.context.get_chat_history() == ctx.get_chat_history()
         assert loaded.context.get("amount") == 100
+
+    async def test_a_timer_and_recorded_requests_round_trip(self, storage: SessionStorage) -> None:
+        session = _new()
+        wake_at = datetime(2031, 5, 6, 7, 8, 9, 123456, tzinfo=_IST)
+        session.wake_at = wake_at
+        await storage.save(session)
+
+        loaded = await storage.get("s1")
+
+        assert loaded is not None
+        assert loaded.wake_at == wake_at
+        assert loaded.wake_at.utcoffset() is not None
+        loaded.wake_at = None
+        await storage.save(loaded)
+        cleared = await storage.get("s1")
+        assert cleared is not None
+        assert cleared.wake_at is None
 
     # -- copy semantics ----------------------------------------------------------------------
 
@@ -506,6 +541,78 @@ class StorageConformance:
         await _list_or_skip(storage)
         with pytest.raises(error):
             await storage.list_sessions(**options)
+
+    # -- due sessions (optional for a backend) -------------------------------------------------
+
+    async def test_due_sessions_are_those_whose_time_has_come_earliest_first(
+        self, storage: SessionStorage
+    ) -> None:
+        now = datetime(2030, 1, 1, tzinfo=timezone.utc)
+        assert await _due_or_skip(storage, now) == []
+        for session_id, minutes in [("late", 5), ("b-first", -30), ("a-tie", -10), ("b-tie", -10)]:
+            await storage.save(_waiting(session_id, now + timedelta(minutes=minutes)))
+        await storage.save(_waiting("exactly-now", now))
+        await storage.save(_new("not-waiting"))
+
+        assert await storage.due_sessions(now) == ["b-first", "a-tie", "b-tie", "exactly-now"]
+        assert await storage.due_sessions(now, 2) == ["b-first", "a-tie"]
+        assert await storage.due_sessions(now, 0) == []
+        later = now + timedelta(hours=1)
+        assert await storage.due_sessions(later) == [
+            "b-first",
+            "a-tie",
+            "b-tie",
+            "exactly-now",
+            "late",
+        ]
+        # an instant is an instant, whatever its offset
+        assert await storage.due_sessions(now.astimezone(_IST), 1) == ["b-first"]
+
+    async def test_a_session_stops_being_due_when_woken_or_deleted(
+        self, storage: SessionStorage
+    ) -> None:
+        now = datetime(2030, 1, 1, tzinfo=timezone.utc)
+        await _due_or_skip(storage, now)
+        for session_id in ("woken", "deleted", "still"):
+            await storage.save(_waiting(session_id, now - timedelta(seconds=1)))
+
+        woken = await storage.get("woken")
+        assert woken is not None
+        woken.wake_at = None
+        await storage.save(woken)
+        await storage.delete("deleted")
+        moved = await storage.get("still")
+        assert moved is not None
+        moved.wake_at = now + timedelta(days=1)
+        await storage.save(moved)
+
+        assert await storage.due_sessions(now) == []
+
+    async def test_due_sessions_go_by_the_storage_clock_when_no_time_is_given(
+        self, storage: SessionStorage
+    ) -> None:
+        await _due_or_skip(storage)
+        real_now = datetime.now(timezone.utc)
+        await storage.save(_waiting("past", real_now - timedelta(hours=1)))
+        await storage.save(_waiting("future", real_now + timedelta(hours=1)))
+
+        assert await storage.due_sessions() == ["past"]
+
+    @pytest.mark.parametrize(
+        ("args", "error"),
+        [
+            pytest.param((datetime(2030, 1, 1),), ValueError, id="naive-now"),
+            pytest.param(("2030-01-01",), TypeError, id="str-now"),
+            pytest.param((None, -1), ValueError, id="negative-limit"),
+            pytest.param((None, True), ValueError, id="bool-limit"),
+        ],
+    )
+    async def test_due_sessions_refuses_bad_arguments(
+        self, storage: SessionStorage, args: tuple[Any, ...], error: type[Exception]
+    ) -> None:
+        await _due_or_skip(storage)
+        with pytest.raises(error):
+            await storage.due_sessions(*args)
 
     # -- unreadable blobs ----------------------------------------------------------------------
 

@@ -491,6 +491,7 @@ def test_sessions_show_decodes_the_context_and_chat_history_to_json(capsys, sqli
         "current_task_id": "gather_details",
         "status_message": None,
         "is_completed": False,
+        "wake_at": None,
         "history": ["intake"],
         "context": {"amount": "1200.50", "filed": "2024-05-01", "tags": ["car", "rear"]},
         "max_chat_messages": 1000,

@@ -1,0 +1,234 @@
+"""The record of a session's recent request ids: what ``run(request_id=...)`` answers a replay with.
+
+A step run with a ``request_id`` appends one entry to ``session._requests`` before the session
+is saved, so the entry is stored by the same compare-and-set as the step. An entry holds the
+result as the step returned it, in plain msgpack values only::
+
+    [request_id, version, current_task_id, response, status, tasks]
+
+``status`` is ``[kind, first, second]`` as in ExecutionStatus (a Scheduled ``wake_at`` as
+integer microseconds since 1970 UTC); each of ``tasks`` is ``[task_id, response,
+status_message, action]``, with ``action`` None, an int kind, ``[5, task_id]`` for GoTo, or
+``[6, microseconds]`` / ``[6, [days, seconds, microseconds]]`` for WaitUntil with a datetime /
+a timedelta. Only the last :data:`flowcore._session.RECENT_REQUESTS` entries are kept.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from flowcore._errors import SerializationError, quote_id
+from flowcore._session import RECENT_REQUESTS, Session
+from flowcore._values import (
+    ERROR,
+    GO_TO,
+    PAUSED,
+    SCHEDULED,
+    WAIT_UNTIL,
+    Error,
+    ExecutionResult,
+    ExecutionStatus,
+    GoTo,
+    NextAction,
+    Paused,
+    TaskRecord,
+    WaitUntil,
+    scheduled,
+    step_result,
+)
+
+__all__ = [
+    "MAX_REQUEST_ID_LENGTH",
+    "check_request_id",
+    "check_requests",
+    "find_request",
+    "record_request",
+]
+
+MAX_REQUEST_ID_LENGTH = 256
+"""The longest request id accepted, in characters (a UUID is 36)."""
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_US = timedelta(microseconds=1)
+_SINGLETON_ACTIONS = (
+    NextAction.Continue,
+    NextAction.ContinueAndExecute,
+    NextAction.WaitForInput,
+    NextAction.End,
+    NextAction.GoBack,
+)
+_SINGLETON_STATUSES = (ExecutionStatus.Completed, ExecutionStatus.WaitingForInput)
+
+
+class _BadRecord(ValueError):
+    """A stored request record that is not what this module writes."""
+
+
+def check_request_id(request_id: object) -> str:
+    """``request_id`` if it is a usable request id; else TypeError or ValueError naming it."""
+    if type(request_id) is not str:
+        raise TypeError(
+            f"request_id must be a str, got {type(request_id).__name__}: {quote_id(request_id)}"
+        )
+    if not request_id or len(request_id) > MAX_REQUEST_ID_LENGTH:
+        raise ValueError(
+            f"request_id must be 1 to {MAX_REQUEST_ID_LENGTH} characters long, got "
+            f"{len(request_id)}: {quote_id(request_id[:80])}; use e.g. a UUID per request"
+        )
+    return request_id
+
+
+def find_request(session: Session, request_id: str) -> ExecutionResult | None:
+    """The recorded result of ``request_id`` on ``session`` (``replayed`` True), or None."""
+    for entry in session._requests:
+        if entry[0] == request_id:
+            return _replay(session.id, entry)
+    return None
+
+
+def _text(value: object, what: str, request_id: str) -> str | None:
+    if value is None or type(value) is str:
+        return value
+    raise SerializationError(
+        f"{what} is {type(value).__name__}: {quote_id(value)}; a step run with request_id "
+        f"{quote_id(request_id)} records it, so it must be a str or None"
+    )
+
+
+def _action(action: NextAction | None) -> Any:
+    if action is None:
+        return None
+    kind = action._kind
+    if kind == GO_TO:
+        return [kind, action._task_id]
+    if kind == WAIT_UNTIL:
+        when = action._task_id
+        if isinstance(when, timedelta):
+            return [kind, [when.days, when.seconds, when.microseconds]]
+        return [kind, (when - _EPOCH) // _US]
+    return kind
+
+
+def record_request(
+    session: Session, request_id: str, result: ExecutionResult, version: int
+) -> None:
+    """Append the result of the step that ``request_id`` made to the session's record, keeping
+    the newest :data:`RECENT_REQUESTS`. Raises SerializationError for a response or status
+    message that is no str."""
+    status = result._status
+    second = status._second
+    if status._kind == SCHEDULED:
+        second = (second - _EPOCH) // _US
+    tasks = [
+        [
+            record._task_id,
+            _text(
+                record._response, f"the response of task {quote_id(record._task_id)}", request_id
+            ),
+            _text(
+                record._status_message,
+                f"the status message of task {quote_id(record._task_id)}",
+                request_id,
+            ),
+            _action(record._next_action),
+        ]
+        for record in result._tasks
+    ]
+    entry = [
+        request_id,
+        version,
+        session.current_task_id,
+        _text(result._response, "the step's response", request_id),
+        [status._kind, status._first, second],
+        tasks,
+    ]
+    requests = session._requests
+    requests.append(entry)
+    if len(requests) > RECENT_REQUESTS:
+        del requests[: len(requests) - RECENT_REQUESTS]
+
+
+def _optional_str(value: object) -> str | None:
+    if value is not None and type(value) is not str:
+        raise _BadRecord("a text field is not a str")
+    return value
+
+
+def _read_action(value: object) -> NextAction | None:
+    if value is None:
+        return None
+    if type(value) is int:
+        if not 0 <= value < len(_SINGLETON_ACTIONS):
+            raise _BadRecord(f"unknown action kind {value}")
+        return _SINGLETON_ACTIONS[value]
+    if type(value) is not list or len(value) != 2:
+        raise _BadRecord("an action is not an int or a pair")
+    kind, arg = value
+    if kind == GO_TO and type(arg) is str:
+        return GoTo(arg)
+    if kind == WAIT_UNTIL:
+        if type(arg) is int:
+            return WaitUntil(_EPOCH + timedelta(microseconds=arg))
+        if type(arg) is list and len(arg) == 3 and all(type(part) is int for part in arg):
+            return WaitUntil(timedelta(arg[0], arg[1], arg[2]))
+    raise _BadRecord("an action has an unknown kind or argument")
+
+
+def _read_status(value: object) -> ExecutionStatus:
+    if type(value) is not list or len(value) != 3:
+        raise _BadRecord("a status is not a triple")
+    kind, first, second = value
+    if type(kind) is not int:
+        raise _BadRecord("a status kind is not an int")
+    if kind < len(_SINGLETON_STATUSES):
+        return _SINGLETON_STATUSES[kind]
+    if kind == PAUSED and type(first) is str and type(second) is str:
+        return Paused(first, second)
+    if kind == ERROR and type(first) is str:
+        return Error(first)
+    if kind == SCHEDULED and type(first) is str and type(second) is int:
+        return scheduled(first, _EPOCH + timedelta(microseconds=second))
+    raise _BadRecord(f"a status of kind {kind} has wrong fields")
+
+
+def _read_task(value: object) -> TaskRecord:
+    if type(value) is not list or len(value) != 4 or type(value[0]) is not str:
+        raise _BadRecord("a task record is not [task_id, response, status_message, action]")
+    return TaskRecord(
+        value[0], _optional_str(value[1]), _optional_str(value[2]), _read_action(value[3])
+    )
+
+
+def _replay(session_id: str, entry: list[Any]) -> ExecutionResult:
+    return step_result(
+        entry[3],
+        _read_status(entry[4]),
+        session_id,
+        entry[1],
+        entry[2],
+        tuple(_read_task(task) for task in entry[5]),
+        True,
+    )
+
+
+def check_requests(value: object) -> list[Any]:
+    """``value`` if it is a record as :func:`record_request` writes it; else ValueError.
+
+    The codec calls it on load, so that a replay never meets a malformed record.
+    """
+    if type(value) is not list or len(value) > RECENT_REQUESTS * 4:
+        raise _BadRecord("the request record is not a short array")
+    for entry in value:
+        if (
+            type(entry) is not list
+            or len(entry) != 6
+            or type(entry[0]) is not str
+            or type(entry[1]) is not int
+            or type(entry[2]) is not str
+            or type(entry[5]) is not list
+        ):
+            raise _BadRecord("a request record entry is malformed")
+        _optional_str(entry[3])
+        _replay("", entry)  # every field readable
+    return value

@@ -1,0 +1,116 @@
+"""Streaming a step: the events ``FlowRunner.stream`` yields, and ``flowcore.emit``.
+
+``FlowRunner.stream`` runs the step in a task of its own, with a :class:`StreamSink` in a
+context variable; the engine tells the sink when each task starts and ends, and ``emit`` finds
+it there. Outside a stream the variable holds None, and ``emit`` returns at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from contextvars import ContextVar
+from typing import Any, Literal
+
+from flowcore._values import TaskRecord
+
+__all__ = ["StepEvent", "StreamSink", "emit", "stream_sink"]
+
+EventKind = Literal["task_started", "output", "task_ended"]
+
+
+class StepEvent:
+    """One event of a streamed step: ``kind``, ``task_id`` and ``value``.
+
+    - ``"task_started"``: the task ``task_id`` starts (``value`` None);
+    - ``"output"``: the task emitted ``value`` with :func:`flowcore.emit`;
+    - ``"task_ended"``: the task ended; ``value`` is its :class:`flowcore.TaskRecord`.
+
+    Frozen; compares by value.
+    """
+
+    __slots__ = ("kind", "task_id", "value")
+    __match_args__ = ("kind", "task_id", "value")
+
+    kind: EventKind
+    task_id: str
+    value: Any
+
+    def __init__(self, kind: EventKind, task_id: str, value: Any = None) -> None:
+        object.__setattr__(self, "kind", kind)
+        object.__setattr__(self, "task_id", task_id)
+        object.__setattr__(self, "value", value)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"StepEvent is frozen: cannot set {name!r}")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, StepEvent):
+            return NotImplemented
+        return (self.kind, self.task_id, self.value) == (other.kind, other.task_id, other.value)
+
+    __hash__ = None  # type: ignore[assignment]  # value may be anything, hashable or not
+
+    def __repr__(self) -> str:
+        return f"StepEvent(kind={self.kind!r}, task_id={self.task_id!r}, value={self.value!r})"
+
+
+END_OF_STEP: Any = object()
+"""Put on the queue when the step's task is done: the stream then yields its result."""
+
+
+class StreamSink:
+    """Where one streamed step's events go: a queue the stream reads, fed from the step's task
+    (and from worker threads, for a plain ``def`` task with its own timeout)."""
+
+    __slots__ = ("_loop", "_thread", "closed", "queue", "task_id")
+
+    def __init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._thread = threading.get_ident()
+        self.queue: asyncio.Queue[Any] = asyncio.Queue()
+        self.task_id = ""
+        self.closed = False
+
+    def _put(self, item: object) -> None:
+        if self.closed:
+            return  # the step is over: a thread that outlived its timeout is not heard
+        if threading.get_ident() == self._thread:
+            self.queue.put_nowait(item)
+        else:
+            # RuntimeError: the loop is closed, nobody is listening any more
+            with contextlib.suppress(RuntimeError):
+                self._loop.call_soon_threadsafe(self.queue.put_nowait, item)
+
+    def task_started(self, task_id: str) -> None:
+        self.task_id = task_id
+        self._put(StepEvent("task_started", task_id))
+
+    def task_ended(self, record: TaskRecord) -> None:
+        self._put(StepEvent("task_ended", record._task_id, record))
+
+    def output(self, value: object) -> None:
+        self._put(StepEvent("output", self.task_id, value))
+
+    def finish(self, _step: object = None) -> None:
+        """The step's task is done (a done callback): end the stream after what is queued."""
+        self.queue.put_nowait(END_OF_STEP)
+        self.closed = True
+
+
+stream_sink: ContextVar[StreamSink | None] = ContextVar("flowcore_stream_sink", default=None)
+
+
+def emit(value: Any) -> None:
+    """Send ``value`` (e.g. an LLM token) to the stream of the step this task runs in.
+
+    ``FlowRunner.stream`` yields it as a ``StepEvent("output", task_id, value)`` while the task
+    runs; ``FlowRunner.run`` ignores it: outside a stream, ``emit`` does nothing and costs next
+    to nothing. The value is news, not state: it is delivered as it is (never copied, encoded
+    or stored), so any object may be emitted, and it is not saved with the session. Works from
+    async and plain ``def`` tasks, a worker thread included.
+    """
+    sink = stream_sink.get()
+    if sink is not None:
+        sink.output(value)
