@@ -3,34 +3,74 @@
     python examples/web_service.py                      # http://127.0.0.1:8000, SQLite storage
     python examples/web_service.py --storage URL        # any URL open_storage accepts
     python examples/web_service.py --port 0             # a free port (the log line names it)
+    python examples/web_service.py --token-delay 0.2    # replies typed word by word, slowly
 
 The workflow is an order-support chat: it asks which order a message is about, looks the order
 up (in a fake order service), asks what went wrong, then refunds a damaged order or hands the
-case to a person. Try it with curl:
+case to a person. Its replies are written word by word, as a language model streams tokens:
+each word is sent with ``flowcore.emit``, which the streaming route passes on as it comes.
+Try it with curl:
 
     curl -s -X POST localhost:8000/sessions                          # {"id": "...", ...}
     curl -s -X POST localhost:8000/sessions/ID/run                   # the first question
     curl -s -X POST localhost:8000/sessions/ID/run -d '{"message": "A-1001"}'
-    curl -s -X POST localhost:8000/sessions/ID/run -d '{"message": "It arrived broken"}'
+    curl -sN -X POST localhost:8000/sessions/ID/stream -d '{"message": "It arrived broken"}'
     curl -s localhost:8000/sessions/ID                               # context and chat history
 
 | Route | Body (JSON, optional) | Answer |
 |---|---|---|
 | POST /sessions | {"session_id": str, "context": {...}} | 201: the new session |
-| POST /sessions/{id}/run | {"message": str, "context": {...}} | 200: {"response", "status", ...} |
+| POST /sessions/{id}/run | {"message": str, "context": {...}, "expect_task": str} | 200: the step |
+| POST /sessions/{id}/stream | the same | 200: the step's events, as Server-Sent Events |
 | GET /sessions/{id} | - | 200: the session, its context and chat history |
 | DELETE /sessions/{id} | - | 204 |
+
+A step is answered with what it did, from the ExecutionResult the runner returns::
+
+    {"session_id": "...", "response": "...", "status": "Paused",
+     "next_task_id": "...", "reason": "...",         # when Paused ("wake_at" when Scheduled)
+     "version": 3, "current_task_id": "...",          # the stored version, the task now current
+     "tasks": [{"task_id": "...", "response": "...", "status_message": null,
+                "next_action": "ContinueAndExecute"}, ...]}
+
+``tasks`` has every task that ran in the step, in order: a ContinueAndExecute chain shows each
+task's response, not only the last one's (which is ``response``).
+
+Two request headers make a step safe to send again:
+
+- ``Idempotency-Key: <1 to 256 visible ASCII characters, e.g. a UUID>`` (quoted or not): the
+  step runs once for that key. Sent again, late or at the same time, the request runs nothing
+  and gets the body the first one got, with ``Idempotent-Replayed: true`` (the first:
+  ``false``). The session records its last 8 keys. A key names one request: a replay is
+  answered from the key alone, whatever its body.
+- ``If-Match: "7"``: run only if the session is at version 7, the ``ETag`` that GET and every
+  step answer with; otherwise ``412`` naming the version expected and the one found (and the
+  ETag of the latter), and nothing runs. ``"expect_task"`` in the body does the same for the
+  current task (a ``409`` naming both tasks): an answer meant for one question never answers
+  the next.
+
+``POST /sessions/{id}/stream`` takes the same step and sends its events as they happen, each
+``event: <kind>`` with one line of JSON ``data``: ``task_started`` ``{"task_id"}``, ``output``
+``{"task_id", "value"}`` for each value a task emits, ``task_ended`` (a task of ``tasks``),
+then ``result`` (the body ``/run`` answers, with ``"replayed"``) or, when the step failed after
+the events began, ``error`` (``{"error", "status", ...}``, as an error answer would be; nothing
+was saved). An emitted value that JSON cannot carry (a set, bytes, NaN, an object) is sent as
+``{"task_id", "repr"}``: its ``repr()``, in place of ``value``. A client that hangs up
+mid-stream cancels the step: nothing of it is saved. An error found before the step began (an
+unknown session, a bad body or header, a stale If-Match) is an ordinary error answer.
 
 A session is answered as ``flowcore.session_as_json`` shows it (what ``flowcore sessions show``
 prints): every value the context can hold comes out as JSON, a Decimal or a date as text.
 
-Errors are JSON ``{"error": ...}``: 404 unknown session (or an id no session can have); 408 the
-body came too slowly; 409 the session is busy (another request saved it first:
-SessionConflict) or the id is taken; 413 the body is too large; 422 a body that is not what the
-table says; 500 a task failed (the answer names an incident id, the log has the details); 503
-storage is unreachable, or too many connections. A request uvicorn cannot read (not HTTP, or a
-head too large) is its own plain-text 400. No answer ever carries a traceback, a host name or a
-driver's message: those go to the log, under the incident id.
+Errors are JSON ``{"error": ...}``: 400 a bad Idempotency-Key or If-Match header (the answer
+names it); 404 unknown session (or an id no session can have); 408 the body came too slowly;
+409 the session is busy (another request saved it first: SessionConflict), it is not at the
+"expect_task" sent, or the id is taken; 412 it is not at the If-Match version; 413 the body is
+too large; 422 a body that is not what the table says; 500 a task failed (the answer names an
+incident id, the log has the details); 503 storage is unreachable, or too many connections. A
+request uvicorn cannot read (not HTTP, or a head too large) is its own plain-text 400. No
+answer ever carries a traceback, a host name or a driver's message: those go to the log, under
+the incident id.
 
 What the service takes, and how long it waits (each an option of the command line):
 
@@ -89,10 +129,10 @@ import os
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import uvicorn
@@ -100,7 +140,7 @@ import uvicorn.config
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -114,9 +154,13 @@ from flowcore import (
     GraphError,
     NextAction,
     SessionConflict,
+    SessionMoved,
     SessionNotFound,
+    StepEvent,
     StorageError,
+    TaskRecord,
     TaskResult,
+    emit,
     open_storage,
     quote_id,
     session_as_json,
@@ -127,9 +171,11 @@ __all__ = [
     "DEFAULT_STORAGE",
     "ORDERS",
     "BoundedLog",
+    "EventStream",
     "Limits",
     "build_graph",
     "create_app",
+    "event_data",
     "main",
     "server_config",
 ]
@@ -174,73 +220,85 @@ class OrderService:
 
 
 ORDER_ID = re.compile(r"[A-Z]-\d{4}")
-
-
-def say(ctx: Context, text: str, action: NextAction) -> TaskResult:
-    """Answer the user: the reply goes into the chat history and into the response."""
-    ctx.add_assistant_message(text)
-    return TaskResult(text, action)
+WORDS = re.compile(r"\S+\s*|\s+")
+"""A reply's tokens: its words, each with the spaces after it (together they are the reply)."""
 
 
 def heard(ctx: Context) -> str | None:
     """The user's message for this step, if there is one, kept in the chat history."""
-    text = ctx.remove(USER_INPUT)
+    text: str | None = ctx.remove(USER_INPUT)
     if text is not None:
         ctx.add_user_message(text)
     return text
 
 
-def build_graph(orders: OrderService | None = None) -> Graph:
-    """The order-support workflow, looking orders up in ``orders``."""
+def build_graph(orders: OrderService | None = None, *, token_delay: float = 0.0) -> Graph:
+    """The order-support workflow, looking orders up in ``orders``.
+
+    Each reply is written word by word, ``token_delay`` seconds apart, as a language model
+    streams its tokens: each word goes to ``flowcore.emit`` (which a streamed step passes on,
+    and a step run with ``runner.run`` ignores), the whole reply into the chat history and the
+    task's response.
+    """
     service = orders or OrderService()
+
+    async def say(ctx: Context, text: str, action: NextAction) -> TaskResult:
+        """Answer the user: the reply streamed word by word, then kept in the chat history."""
+        for word in WORDS.findall(text):
+            emit(word)
+            if token_delay:
+                await asyncio.sleep(token_delay)
+        ctx.add_assistant_message(text)
+        return TaskResult(text, action)
 
     @task("ask_order")
     async def ask_order(ctx: Context) -> TaskResult:
         text = heard(ctx)
         if text is None:
-            return say(
+            return await say(
                 ctx, "Hello! Which order is this about? (e.g. A-1001)", NextAction.WaitForInput
             )
         match = ORDER_ID.search(text.upper())
         if match is None:
-            return say(
+            return await say(
                 ctx, f"{text!r} has no order number in it, like A-1001.", NextAction.WaitForInput
             )
         order = await service.find(match.group())
         if order is None:
-            return say(
+            return await say(
                 ctx,
                 f"I can't find order {match.group()}. Which order is it?",
                 NextAction.WaitForInput,
             )
         ctx.set("order", {"id": order.order_id, "items": order.items, "total": order.total})
-        return say(
+        return await say(
             ctx, f"Order {order.order_id}: {order.items}. What went wrong?", NextAction.Continue
         )
 
     @task("describe_issue")
-    def describe_issue(ctx: Context) -> TaskResult:
+    async def describe_issue(ctx: Context) -> TaskResult:
         text = heard(ctx)
         if text is None:
-            return say(ctx, "What went wrong with your order?", NextAction.WaitForInput)
+            return await say(ctx, "What went wrong with your order?", NextAction.WaitForInput)
         ctx.set("issue", text)
-        return TaskResult.move_to_next_direct()  # refund or hand_over answers in this request
+        # ContinueAndExecute: refund or hand_over answers too, in this same request.
+        return await say(ctx, "Thank you, let me see.", NextAction.ContinueAndExecute)
 
     @task("refund")
-    def refund(ctx: Context) -> TaskResult:
+    async def refund(ctx: Context) -> TaskResult:
         order = ctx.get("order")
-        return say(
+        return await say(
             ctx,
             f"Sorry about that! {order['total']} EUR for {order['id']} is on its way back to you.",
             NextAction.End,
         )
 
     @task("hand_over")
-    def hand_over(ctx: Context) -> TaskResult:
+    async def hand_over(ctx: Context) -> TaskResult:
         ctx.set("ticket", f"T-{uuid.uuid4().hex[:6]}")
-        return say(
+        return await say(
             ctx,
-            f"Thanks. A colleague will look into it: ticket {ctx.get('ticket')}.",
+            f"A colleague will look into it: ticket {ctx.get('ticket')}.",
             NextAction.End,
         )
 
@@ -296,6 +354,16 @@ class BodyTooLarge(Refused):
 class BodyTooSlow(Refused):
     status = 408
     close = True
+
+
+class BadHeader(Refused):
+    """A request header this service reads holds what it cannot use: a 400 naming it."""
+
+    status = 400
+
+    def __init__(self, header: str, message: str) -> None:
+        super().__init__(f"the {header} header {message}")
+        self.header = header
 
 
 def id_problem(session_id: str) -> str | None:
@@ -409,7 +477,7 @@ async def body_of(request: Request, allowed: set[str]) -> dict[str, Any]:
         raise Refused(f"unknown field(s) {named}{more}; expected {', '.join(sorted(allowed))}")
     if "context" in body and not isinstance(body["context"], dict):
         raise Refused('"context" must be a JSON object of values to set')
-    for field in ("message", "session_id"):
+    for field in ("message", "session_id", "expect_task"):
         if field in body and not isinstance(body[field], str):
             raise Refused(f'"{field}" must be a string')
     if "session_id" in body:
@@ -434,6 +502,87 @@ class NoSuchId(Exception):
     """A URL names an id that no session can have: a 404."""
 
 
+IDEMPOTENCY_KEY = "Idempotency-Key"
+MAX_KEY_CHARS = 256
+"""The longest Idempotency-Key taken: the longest request id ``runner.run`` takes."""
+_KEY = re.compile(r"[\x21-\x7e]+")
+_ETAG = re.compile(r'"(\d{1,18})"')
+
+
+def one_header(request: Request, name: str) -> str | None:
+    """The value of the header ``name``, None when it is absent; refused when sent twice."""
+    values = request.headers.getlist(name)
+    if len(values) > 1:
+        raise BadHeader(name, f"was sent {len(values)} times; send it once")
+    return values[0].strip() if values else None
+
+
+def idempotency_key(request: Request) -> str | None:
+    """The request's Idempotency-Key (what ``runner.run`` takes as ``request_id``), or None.
+
+    1 to 256 visible ASCII characters, as sent or in double quotes (the form of the IETF
+    draft: a structured-field string); ``"abc"`` and ``abc`` are the same key.
+    """
+    raw = one_header(request, IDEMPOTENCY_KEY)
+    if raw is None:
+        return None
+    key = raw[1:-1] if len(raw) >= 2 and raw[0] == raw[-1] == '"' else raw
+    if not key or len(key) > MAX_KEY_CHARS or not _KEY.fullmatch(key):
+        raise BadHeader(
+            IDEMPOTENCY_KEY,
+            f"must be 1 to {MAX_KEY_CHARS} visible ASCII characters (no spaces), such as a "
+            f"UUID made for the request, not {quote_id(key[:80])}"
+            + (f" ({len(key):,} characters)" if len(key) > MAX_KEY_CHARS else ""),
+        )
+    return key
+
+
+def if_match(request: Request) -> int | None:
+    """The version the request's If-Match header expects (``expect_version``), or None.
+
+    The value is one ETag as this service sends it, ``"7"``; ``*`` (any version) expects none.
+    """
+    raw = one_header(request, "If-Match")
+    if raw is None or raw == "*":
+        return None
+    found = _ETAG.fullmatch(raw)
+    if found is None:
+        raise BadHeader(
+            "If-Match",
+            f'must be one ETag as this service sends it, such as "7" (with the quotes), or *; '
+            f"not {quote_id(raw[:80])}",
+        )
+    return int(found.group(1))
+
+
+@dataclass(frozen=True)
+class StepRequest:
+    """What a request to take a step asks for: ``runner.run``'s keywords, and the key."""
+
+    updates: dict[str, Any]
+    request_id: str | None
+    expect_task: str | None
+    expect_version: int | None
+
+    @classmethod
+    async def read(cls, request: Request) -> StepRequest:
+        body = await body_of(request, {"message", "context", "expect_task"})
+        updates: dict[str, Any] = dict(body.get("context", {}))
+        if "message" in body:
+            if USER_INPUT in updates:
+                raise Refused(f'send the text as "message" or as context["{USER_INPUT}"], not both')
+            updates[USER_INPUT] = body["message"]
+        return cls(updates, idempotency_key(request), body.get("expect_task"), if_match(request))
+
+    def keywords(self) -> dict[str, Any]:
+        return {
+            "context_updates": self.updates,
+            "request_id": self.request_id,
+            "expect_task": self.expect_task,
+            "expect_version": self.expect_version,
+        }
+
+
 # -- answers ---------------------------------------------------------------------------------------
 
 
@@ -447,8 +596,13 @@ class JSON(JSONResponse):
     """
 
     def render(self, content: Any) -> bytes:
-        text = json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-        return text.encode("utf-8", "backslashreplace")
+        return json_bytes(content)
+
+
+def json_bytes(content: Any) -> bytes:
+    """``content`` as compact JSON text in UTF-8, as :class:`JSON` writes it (one line)."""
+    text = json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    return text.encode("utf-8", "backslashreplace")
 
 
 def error(status: int, message: str, *, close: bool = False, **extra: Any) -> JSONResponse:
@@ -469,9 +623,137 @@ def status_json(status: ExecutionStatus) -> dict[str, Any]:
     match status:
         case ExecutionStatus.Paused(next_task_id=next_task_id, reason=reason):
             return {"status": "Paused", "next_task_id": next_task_id, "reason": reason}
+        case ExecutionStatus.Scheduled(next_task_id=next_task_id, wake_at=wake_at):
+            return {"status": "Scheduled", "next_task_id": next_task_id, "wake_at": str(wake_at)}
         case ExecutionStatus.Error(message=message):
             return {"status": "Error", "message": message}
     return {"status": status.name}  # Completed, WaitingForInput
+
+
+def task_json(record: TaskRecord) -> dict[str, Any]:
+    """What one task of a step did."""
+    action = record.next_action
+    return {
+        "task_id": record.task_id,
+        "response": record.response,
+        "status_message": record.status_message,
+        "next_action": None if action is None else str(action),  # e.g. "End", "GoTo(refund)"
+    }
+
+
+def step_json(session_id: str, result: ExecutionResult) -> dict[str, Any]:
+    """The answer to a step: its response and status, and the story the result tells.
+
+    Read from the result alone (``version``, ``current_task_id``, ``tasks``), so a replay of a
+    recorded request is answered with the same body as the request that took the step.
+    """
+    return {
+        "session_id": session_id,
+        "response": result.response,
+        **status_json(result.status),
+        "version": result.version,
+        "current_task_id": result.current_task_id,
+        "tasks": [task_json(record) for record in result.tasks],
+    }
+
+
+def etag(version: int | None) -> dict[str, str]:
+    """The ETag header of a session at ``version``: what If-Match sends back."""
+    return {} if version is None else {"etag": f'"{version}"'}
+
+
+def step_headers(step: StepRequest, result: ExecutionResult) -> dict[str, str]:
+    """The headers of an answer to a step: its ETag, and whether it replays a recorded one."""
+    headers = etag(result.version)
+    if step.request_id is not None:
+        headers["idempotent-replayed"] = "true" if result.replayed else "false"
+    return headers
+
+
+# -- a step as Server-Sent Events ------------------------------------------------------------------
+
+MAX_REPR_CHARS = 10_000
+
+
+def event_data(event: StepEvent) -> dict[str, Any]:
+    """The JSON ``data`` of one event of a streamed step.
+
+    An emitted value goes as it is when JSON can carry it (a str, a number, a list or object
+    of those); otherwise (a set, bytes, a Decimal, NaN, any other object) as its ``repr()``,
+    under ``"repr"`` in place of ``"value"``, so a client never mistakes the one for the other.
+    """
+    if event.kind == "task_ended":
+        return task_json(event.value)
+    if event.kind != "output":
+        return {"task_id": event.task_id}
+    try:
+        json_bytes(event.value)  # what the event will be written as, checked first
+    except (TypeError, ValueError, RecursionError):
+        pass
+    else:
+        return {"task_id": event.task_id, "value": event.value}
+    try:
+        shown = repr(event.value)
+    except Exception:
+        shown = f"<a {type(event.value).__name__} that cannot be shown>"
+    if len(shown) > MAX_REPR_CHARS:
+        shown = shown[:MAX_REPR_CHARS] + "..."
+    return {"task_id": event.task_id, "repr": shown}
+
+
+def sse(event: str, data: Any) -> bytes:
+    """One Server-Sent Event: its kind, and its data as one line of JSON."""
+    return b"event: " + event.encode() + b"\ndata: " + json_bytes(data) + b"\n\n"
+
+
+async def step_events(
+    session_id: str,
+    first: StepEvent | ExecutionResult,
+    events: AsyncGenerator[StepEvent | ExecutionResult, None],
+) -> AsyncGenerator[bytes, None]:
+    """The events of a streamed step, as Server-Sent Events, ``first`` first.
+
+    A failure once the events began is sent as an ``error`` event (the step was not saved).
+    However this generator ends (the step done, the client gone), ``events`` is closed, which
+    cancels a step still running: nothing of it is saved.
+    """
+    async with contextlib.aclosing(events):
+        item = first
+        while not isinstance(item, ExecutionResult):
+            yield sse(item.kind, event_data(item))
+            try:
+                item = await anext(events)
+            except Exception as exc:
+                status, answer, _ = failure(exc, f"stream of session {quote_id(session_id)}")
+                yield sse("error", {**answer, "status": status})
+                return
+        yield sse("result", {**step_json(session_id, item), "replayed": item.replayed})
+
+
+class EventStream(StreamingResponse):
+    """Starlette's StreamingResponse for Server-Sent Events, that always closes its events.
+
+    When the client hangs up, Starlette cancels the task that iterates the events, on an ASGI
+    server of spec 2.3 such as uvicorn's HTTP/1.1: it listens for the disconnect itself while
+    it streams. On a server of spec 2.4 it relies on a write failing instead, and then leaves
+    the iterator suspended, for the garbage collector to finalize. Here the iterator is closed
+    as soon as the response ends, however it ends: the step it streams is cancelled then and
+    there, and nothing of it is saved.
+    """
+
+    media_type = "text/event-stream"
+
+    def __init__(
+        self, events: AsyncGenerator[bytes, None], headers: Mapping[str, str] | None = None
+    ) -> None:
+        super().__init__(events, headers=headers)
+        self.events = events
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self.events.aclose()
 
 
 # -- routes ----------------------------------------------------------------------------------------
@@ -482,21 +764,38 @@ async def create_session(request: Request) -> JSONResponse:
     session = await runner_of(request).create_session(
         body.get("session_id"), context=body.get("context")
     )
-    return JSON(session_as_json(session), status_code=201)
+    return JSON(session_as_json(session), status_code=201, headers=etag(session.version))
 
 
 async def run_step(request: Request) -> JSONResponse:
     session_id = session_id_of(request)
-    body = await body_of(request, {"message", "context"})
-    updates: dict[str, Any] = dict(body.get("context", {}))
-    if "message" in body:
-        if USER_INPUT in updates:
-            raise Refused(f'send the text as "message" or as context["{USER_INPUT}"], not both')
-        updates[USER_INPUT] = body["message"]
-    result: ExecutionResult = await runner_of(request).run(session_id, context_updates=updates)
-    return JSON(
-        {"session_id": session_id, "response": result.response, **status_json(result.status)}
+    step = await StepRequest.read(request)
+    result = await runner_of(request).run(session_id, **step.keywords())
+    return JSON(step_json(session_id, result), headers=step_headers(step, result))
+
+
+async def stream_step(request: Request) -> Response:
+    """The step ``run_step`` takes, its events sent as they happen (Server-Sent Events)."""
+    session_id = session_id_of(request)
+    step = await StepRequest.read(request)
+    # An async generator: aclose() stops the step (FlowRunner.stream's documented contract).
+    events = cast(
+        AsyncGenerator[StepEvent | ExecutionResult, None],
+        runner_of(request).stream(session_id, **step.keywords()),
     )
+    # The first event is awaited here, before the answer begins: a step that cannot start (an
+    # unknown session, a stale If-Match...) is answered with its error status, not a 200.
+    try:
+        first = await anext(events)
+    except BaseException:
+        await events.aclose()
+        raise
+    headers = {"cache-control": "no-store", "x-accel-buffering": "no"}  # no proxy buffering
+    if isinstance(first, ExecutionResult):  # nothing runs: a replay, or a completed session
+        headers.update(step_headers(step, first))
+    elif step.request_id is not None:
+        headers["idempotent-replayed"] = "false"  # a step runs; its result event says more
+    return EventStream(step_events(session_id, first, events), headers=headers)
 
 
 async def get_session(request: Request) -> JSONResponse:
@@ -504,7 +803,7 @@ async def get_session(request: Request) -> JSONResponse:
     session = await runner_of(request).storage.get(session_id)
     if session is None:
         raise SessionNotFound(session_id)
-    return JSON(session_as_json(session))
+    return JSON(session_as_json(session), headers=etag(session.version))
 
 
 async def delete_session(request: Request) -> Response:
@@ -533,28 +832,51 @@ async def not_found(request: Request, exc: Exception) -> JSONResponse:
     return error(404, f"no session {quote_id(session_id)}; create one with POST /sessions")
 
 
-async def conflict(request: Request, exc: Exception) -> JSONResponse:
-    if request.url.path == "/sessions":
+def failure(exc: Exception, doing: str) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """How a step that failed is answered: the status, the JSON and the headers.
+
+    Conflicts are the caller's to resolve, and say how. Anything else is logged under an
+    incident id, which the answer names; the details (a host name, a user, a stack) are for
+    the log, not for the caller. ``doing`` says in the log what failed.
+    """
+    if isinstance(exc, SessionMoved):
+        found, expected = quote_id(exc.found), quote_id(exc.expected)
+        fields = {"what": exc.what, "expected": exc.expected, "found": exc.found}
+        if exc.what == "version":
+            message = f"the session is at version {found}, not {expected} as If-Match said"
+            status, headers = 412, etag(exc.found if isinstance(exc.found, int) else None)
+        else:
+            message = f'the session is at task {found}, not {expected} as "expect_task" said'
+            status, headers = 409, {}
+        answer = {"error": f"{message}; nothing ran: GET it to see where it is now", **fields}
+        return status, answer, headers
+    if isinstance(exc, SessionConflict):
+        answer = {
+            "error": "another request changed this session meanwhile, and nothing of this one "
+            "was saved: send it again"
+        }
+        return 409, answer, {}
+    incident = new_incident()
+    if isinstance(exc, StorageError):
+        log.error("incident %s: storage failed: %s", incident, exc)
+        answer = {"error": "session storage is unavailable; try again later", "incident": incident}
+        return 503, answer, {}
+    log.error("incident %s: %s failed", incident, doing, exc_info=exc)
+    if isinstance(exc, GraphError):  # TaskExecutionFailed and any other failed step
+        answer = {
+            "error": "the step failed and was not saved; try again later",
+            "incident": incident,
+        }
+        return 500, answer, {}
+    return 500, {"error": "the service failed; try again later", "incident": incident}, {}
+
+
+async def step_error(request: Request, exc: Exception) -> JSONResponse:
+    """A step (or a request to storage) that failed, answered as :func:`failure` says."""
+    if isinstance(exc, SessionConflict) and request.url.path == "/sessions":
         return error(409, "a session with this id exists already; choose another id, or none")
-    return error(
-        409,
-        "another request changed this session meanwhile, and nothing of this one was saved: "
-        "send it again",
-    )
-
-
-async def storage_failed(request: Request, exc: Exception) -> JSONResponse:
-    incident = new_incident()
-    log.error("incident %s: storage failed: %s", incident, exc)
-    return error(503, "session storage is unavailable; try again later", incident=incident)
-
-
-async def step_failed(request: Request, exc: Exception) -> JSONResponse:
-    # The details (a host name, a user, a stack) are for the log, not for the caller.
-    incident = new_incident()
-    path = quote_id(request.url.path)
-    log.error("incident %s: %s %s failed", incident, request.method, path, exc_info=exc)
-    return error(500, "the step failed and was not saved; try again later", incident=incident)
+    status, answer, headers = failure(exc, f"{request.method} {quote_id(request.url.path)}")
+    return JSON(answer, status_code=status, headers=headers)
 
 
 async def client_gone(request: Request, exc: Exception) -> Response:
@@ -603,8 +925,10 @@ def create_app(
     *,
     orders: OrderService | None = None,
     limits: Limits | None = None,
+    token_delay: float = 0.0,
 ) -> Starlette:
-    """The web service, keeping its sessions at ``storage_url``."""
+    """The web service, keeping its sessions at ``storage_url``; its replies are written a word
+    every ``token_delay`` seconds (see :func:`build_graph`)."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -614,7 +938,7 @@ def create_app(
         try:
             # One storage and one runner for the life of the process, shared by every request.
             async with open_storage(storage_url) as storage:
-                app.state.runner = FlowRunner(build_graph(orders), storage)
+                app.state.runner = FlowRunner(build_graph(orders, token_delay=token_delay), storage)
                 yield
         finally:
             loop.set_exception_handler(handler)
@@ -624,9 +948,9 @@ def create_app(
         NoSuchId: no_such_id,
         ClientDisconnect: client_gone,
         SessionNotFound: not_found,
-        SessionConflict: conflict,  # a StorageError, but the most specific handler wins
-        StorageError: storage_failed,
-        GraphError: step_failed,  # TaskExecutionFailed and any other failed step
+        # The most specific handler wins: SessionMoved is a SessionConflict, a StorageError,
+        # a GraphError. step_error answers each as failure() says (so does a stream's error).
+        GraphError: step_error,
         404: http_error,  # no such route
         405: http_error,  # no such method on this route
     }
@@ -634,6 +958,7 @@ def create_app(
         routes=[
             Route("/sessions", create_session, methods=["POST"]),
             Route("/sessions/{session_id}/run", run_step, methods=["POST"]),
+            Route("/sessions/{session_id}/stream", stream_step, methods=["POST"]),
             Route("/sessions/{session_id}", get_session, methods=["GET"]),
             Route("/sessions/{session_id}", delete_session, methods=["DELETE"]),
         ],
@@ -870,6 +1195,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000, help="0 picks a free port")
+    parser.add_argument(
+        "--token-delay",
+        type=more_than_zero(float, or_zero=True),
+        default=0.0,
+        metavar="S",
+        help="seconds between the words of a reply, as a model streams tokens (default: 0)",
+    )
     limits = parser.add_argument_group("limits (see the module's documentation)")
     limits.add_argument(
         "--max-body-bytes",
@@ -924,6 +1256,7 @@ def main(argv: list[str] | None = None) -> None:
     app = create_app(
         args.storage,
         limits=Limits(max_body_bytes=args.max_body_bytes, timeout_body=args.timeout_body),
+        token_delay=args.token_delay,
     )
     config = server_config(
         app,

@@ -170,12 +170,24 @@ def test_a_conversation_from_the_first_question_to_a_refund(server):
     with server.client() as client:
         session_id = server.new_session(client)
 
-        first = client.post(f"/sessions/{session_id}/run").json()
-        assert first == {
+        first = client.post(f"/sessions/{session_id}/run")
+        question = "Hello! Which order is this about? (e.g. A-1001)"
+        assert first.json() == {
             "session_id": session_id,
-            "response": "Hello! Which order is this about? (e.g. A-1001)",
+            "response": question,
             "status": "WaitingForInput",
+            "version": 2,
+            "current_task_id": "ask_order",
+            "tasks": [
+                {
+                    "task_id": "ask_order",
+                    "response": question,
+                    "status_message": None,
+                    "next_action": "WaitForInput",
+                }
+            ],
         }
+        assert first.headers["etag"] == '"2"'
 
         found = client.post(f"/sessions/{session_id}/run", json={"message": "it's order a-1001"})
         assert found.status_code == 200
@@ -184,10 +196,15 @@ def test_a_conversation_from_the_first_question_to_a_refund(server):
         assert found.json()["next_task_id"] == "describe_issue"
 
         done = client.post(f"/sessions/{session_id}/run", json={"message": "One arrived broken"})
-        assert done.json()["response"] == (
-            "Sorry about that! 24.90 EUR for A-1001 is on its way back to you."
-        )
+        refund = "Sorry about that! 24.90 EUR for A-1001 is on its way back to you."
+        assert done.json()["response"] == refund
         assert done.json()["status"] == "Completed"
+        # A ContinueAndExecute chain: each task that ran says what it answered.
+        assert [(t["task_id"], t["response"], t["next_action"]) for t in done.json()["tasks"]] == [
+            ("describe_issue", "Thank you, let me see.", "ContinueAndExecute"),
+            ("refund", refund, "End"),
+        ]
+        assert (done.json()["version"], done.json()["current_task_id"]) == (4, "refund")
 
         session = client.get(f"/sessions/{session_id}").json()
         assert session["id"] == session_id
@@ -203,6 +220,7 @@ def test_a_conversation_from_the_first_question_to_a_refund(server):
             "user",
             "assistant",
             "user",
+            "assistant",
             "assistant",
         ]
         assert (session["chat"][3]["role"], session["chat"][3]["content"]) == (
@@ -283,13 +301,17 @@ DEEP = b"[" * 990 + b"]" * 990
         (b'["A-1001"]', "the body must be a JSON object, not list"),
         (b'{"message": 1001}', '"message" must be a string'),
         (b'{"context": ["A-1001"]}', '"context" must be a JSON object'),
-        (b'{"mesage": "A-1001"}', "unknown field(s) 'mesage'; expected context, message"),
+        (
+            b'{"mesage": "A-1001"}',
+            "unknown field(s) 'mesage'; expected context, expect_task, message",
+        ),
         (
             json.dumps({f"f{n:05}": n for n in range(20_000)}).encode(),
             "unknown field(s) 'f00000', 'f00001', 'f00002', 'f00003', 'f00004' and 19,995 more; "
-            "expected context, message",
+            "expected context, expect_task, message",
         ),
         (b'{"message": "a", "context": {"user_input": "b"}}', "not both"),
+        (b'{"expect_task": 7}', '"expect_task" must be a string'),
         # Values JSON parsing lets through, that could not be stored or answered again.
         (b'{"context": {"x": NaN}}', "body['context']['x'] is NaN: JSON numbers must be finite"),
         (b'{"context": {"x": [-Infinity]}}', "body['context']['x'][0] is -Infinity"),
@@ -359,6 +381,340 @@ async def test_two_requests_for_one_session_at_once_one_of_them_is_409(server):
     assert [m["content"] for m in session["chat"] if m["role"] == "user"] in (
         [["A-1001"], ["A-1002"]]
     )
+
+
+# -- a step sent again: Idempotency-Key, If-Match, expect_task -----------------------------------
+
+
+def user_messages(session: dict[str, object]) -> list[str]:
+    return [m["content"] for m in session["chat"] if m["role"] == "user"]  # type: ignore[index,union-attr]
+
+
+async def test_twenty_duplicates_at_once_with_one_idempotency_key_take_the_step_once(server):
+    with server.client() as client:
+        session_id = server.new_session(client)
+        client.post(f"/sessions/{session_id}/run")  # the first question: which order?
+    key = {"Idempotency-Key": str(uuid.uuid4())}
+    url = f"/sessions/{session_id}/run"
+
+    # A client that retried its answer 20 times at once: each request loads the session, and
+    # all but one lose the race to save it, find the key recorded, and answer what it got.
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+        answers = await asyncio.gather(
+            *(client.post(url, json={"message": "A-1001"}, headers=key) for _ in range(20))
+        )
+        session = (await client.get(f"/sessions/{session_id}")).json()
+
+    assert [a.status_code for a in answers] == [200] * 20
+    assert len({a.content for a in answers}) == 1, "the duplicates got different answers"
+    assert sorted(a.headers["idempotent-replayed"] for a in answers) == ["false"] + ["true"] * 19
+    assert {a.headers["etag"] for a in answers} == {'"3"'}
+    body = answers[0].json()
+    assert (body["status"], body["current_task_id"], body["version"]) == (
+        "Paused",
+        "describe_issue",
+        3,
+    )
+    # Applied once: had a duplicate run after the first, it would have answered the next
+    # question ("What went wrong?") with "A-1001" and ended the session.
+    assert (session["version"], session["current_task_id"]) == (3, "describe_issue")
+    assert user_messages(session) == ["A-1001"]
+    assert "issue" not in session["context"]
+
+    # Late, with another body and a stale If-Match: still the answer the key got, nothing run.
+    with server.client() as client:
+        late = client.post(
+            url, json={"message": "It arrived broken"}, headers={**key, "If-Match": '"2"'}
+        )
+        assert (late.status_code, late.content) == (200, answers[0].content)
+        assert late.headers["idempotent-replayed"] == "true"
+        assert client.get(f"/sessions/{session_id}").json()["version"] == 3
+
+
+def test_a_stale_if_match_is_412_naming_both_versions_and_runs_nothing(server):
+    with server.client() as client:
+        session_id = server.new_session(client)
+        url = f"/sessions/{session_id}/run"
+        shown = client.get(f"/sessions/{session_id}")
+        assert shown.headers["etag"] == '"1"'
+
+        first = client.post(url, headers={"If-Match": shown.headers["etag"]})
+        assert (first.status_code, first.headers["etag"]) == (200, '"2"')
+
+        stale = client.post(url, json={"message": "A-1001"}, headers={"If-Match": '"1"'})
+
+        assert stale.status_code == 412
+        assert stale.json() == {
+            "error": "the session is at version 2, not 1 as If-Match said; nothing ran: "
+            "GET it to see where it is now",
+            "what": "version",
+            "expected": 1,
+            "found": 2,
+        }
+        assert stale.headers["etag"] == '"2"'  # where it is now, to send next time
+        session = client.get(f"/sessions/{session_id}").json()
+        assert (session["version"], user_messages(session)) == (2, [])
+
+        fresh = client.post(url, json={"message": "A-1001"}, headers={"If-Match": '"2"'})
+        assert (fresh.status_code, fresh.json()["version"]) == (200, 3)
+        anything = client.post(url, json={"message": "broken"}, headers={"If-Match": "*"})
+        assert (anything.status_code, anything.json()["status"]) == (200, "Completed")
+
+
+def test_an_answer_meant_for_another_question_is_409_and_runs_nothing(server):
+    with server.client() as client:
+        session_id = server.new_session(client)
+        url = f"/sessions/{session_id}/run"
+        client.post(url)
+        client.post(url, json={"message": "A-1001", "expect_task": "ask_order"})
+
+        # Sent again for the order question, now that the session asks what went wrong.
+        again = client.post(url, json={"message": "A-1002", "expect_task": "ask_order"})
+
+        assert again.status_code == 409
+        assert again.json()["error"].startswith(
+            "the session is at task 'describe_issue', not 'ask_order' as \"expect_task\" said"
+        )
+        assert {k: again.json()[k] for k in ("what", "expected", "found")} == {
+            "what": "task",
+            "expected": "ask_order",
+            "found": "describe_issue",
+        }
+        session = client.get(f"/sessions/{session_id}").json()
+        assert (session["version"], user_messages(session)) == (3, ["A-1001"])
+
+
+@pytest.mark.parametrize(
+    ("headers", "error"),
+    [
+        ({"Idempotency-Key": ""}, "the Idempotency-Key header must be 1 to 256 visible ASCII"),
+        ({"Idempotency-Key": '""'}, "the Idempotency-Key header must be 1 to 256 visible ASCII"),
+        ({"Idempotency-Key": "k" * 257}, "(257 characters)"),
+        ({"Idempotency-Key": "two words"}, "not 'two words'"),
+        ({"Idempotency-Key": b"cl\xc3\xa9"}, "the Idempotency-Key header must be"),
+        ([("Idempotency-Key", "a"), ("Idempotency-Key", "b")], "was sent 2 times; send it once"),
+        ({"If-Match": "1"}, "the If-Match header must be one ETag as this service sends it"),
+        ({"If-Match": 'W/"1"'}, "not 'W/\"1\"'"),
+        ({"If-Match": '"1", "2"'}, "the If-Match header must be one ETag"),
+        ({"If-Match": '"one"'}, "the If-Match header must be one ETag"),
+    ],
+)
+@pytest.mark.parametrize("route", ["run", "stream"])
+def test_a_header_the_service_cannot_use_is_400_naming_it(server, headers, error, route):
+    with server.client() as client:
+        session_id = server.new_session(client)
+
+        answer = client.post(f"/sessions/{session_id}/{route}", headers=headers)
+
+        assert answer.status_code == 400
+        assert error in answer.json()["error"]
+        assert client.get(f"/sessions/{session_id}").json()["version"] == 1
+
+
+# -- a step as Server-Sent Events ------------------------------------------------------------------
+
+
+@dataclass
+class Event:
+    kind: str
+    data: dict[str, object]
+    at: float  # time.monotonic() when it arrived
+
+
+def read_events(response: httpx.Response, until: str | None = None) -> list[Event]:
+    """The Server-Sent Events of ``response``, as they arrive; up to the first ``until``."""
+    assert response.status_code == 200, response.read()
+    assert response.headers["content-type"] == "text/event-stream; charset=utf-8"
+    events: list[Event] = []
+    kind = None
+    for line in response.iter_lines():
+        if line.startswith("event: "):
+            kind = line.removeprefix("event: ")
+        elif line.startswith("data: "):
+            assert kind is not None, "data before its event"
+            events.append(Event(kind, json.loads(line.removeprefix("data: ")), time.monotonic()))
+            if kind == until:
+                break
+            kind = None
+        else:
+            assert line == "", f"not a line of an event: {line!r}"
+    return events
+
+
+def test_a_streamed_step_sends_each_task_its_tokens_and_the_result_in_order(server):
+    with server.client() as client:
+        session_id = server.new_session(client)
+        client.post(f"/sessions/{session_id}/run")
+        client.post(f"/sessions/{session_id}/run", json={"message": "A-1001"})
+
+        with client.stream(
+            "POST", f"/sessions/{session_id}/stream", json={"message": "It arrived broken"}
+        ) as response:
+            events = read_events(response)
+        session = client.get(f"/sessions/{session_id}").json()
+
+    # describe_issue answers and chains to refund: both tasks, each word, then the result.
+    kinds = [(e.kind, e.data["task_id"]) for e in events[:-1]]
+    first_end = kinds.index(("task_ended", "describe_issue"))
+    assert kinds[0] == ("task_started", "describe_issue")
+    assert set(kinds[1:first_end]) == {("output", "describe_issue")}
+    assert kinds[first_end + 1] == ("task_started", "refund")
+    assert set(kinds[first_end + 2 : -1]) == {("output", "refund")}
+    assert kinds[-1] == ("task_ended", "refund")
+    refund = "Sorry about that! 24.90 EUR for A-1001 is on its way back to you."
+    tokens = [
+        e.data["value"] for e in events if e.kind == "output" and e.data["task_id"] == "refund"
+    ]
+    assert "".join(tokens) == refund  # type: ignore[arg-type]
+    assert len(tokens) == 14
+    assert events[-2].data == {
+        "task_id": "refund",
+        "response": refund,
+        "status_message": None,
+        "next_action": "End",
+    }
+    result = events[-1]
+    assert result.kind == "result"
+    assert result.data["response"] == refund
+    assert (result.data["status"], result.data["version"], result.data["replayed"]) == (
+        "Completed",
+        4,
+        False,
+    )
+    assert [t["task_id"] for t in result.data["tasks"]] == ["describe_issue", "refund"]  # type: ignore[union-attr]
+    assert (session["version"], session["is_completed"]) == (4, True)
+
+
+def test_a_streamed_step_sent_again_with_its_key_is_its_result_alone(server):
+    key = {"Idempotency-Key": "order-question-1"}
+    with server.client() as client:
+        session_id = server.new_session(client)
+        url = f"/sessions/{session_id}/stream"
+        with client.stream("POST", url, headers=key) as response:
+            first = read_events(response)
+            assert response.headers["idempotent-replayed"] == "false"
+        with client.stream("POST", url, headers=key) as response:
+            again = read_events(response)
+            assert response.headers["idempotent-replayed"] == "true"
+            assert response.headers["etag"] == '"2"'
+        ran = client.post(f"/sessions/{session_id}/run", headers=key)
+
+    assert [e.kind for e in again] == ["result"]
+    assert again[0].data == {**first[-1].data, "replayed": True}
+    assert ran.json() == {k: v for k, v in again[0].data.items() if k != "replayed"}
+    assert ran.headers["idempotent-replayed"] == "true"
+
+
+def test_a_stream_that_cannot_start_is_an_ordinary_error_answer(server):
+    with server.client() as client:
+        session_id = server.new_session(client)
+        for answer, status in (
+            (client.post("/sessions/nobody/stream"), 404),
+            (client.post(f"/sessions/{session_id}/stream", content=b"[1]"), 422),
+            (client.post(f"/sessions/{session_id}/stream", headers={"If-Match": '"9"'}), 412),
+        ):
+            assert answer.status_code == status
+            assert answer.headers["content-type"] == "application/json"
+            assert "error" in answer.json()
+
+
+def test_a_task_failing_mid_stream_is_an_error_event_and_nothing_is_saved(server):
+    with server.client() as client:
+        session_id = server.new_session(client)
+        client.post(f"/sessions/{session_id}/run")
+
+        with client.stream(
+            "POST", f"/sessions/{session_id}/stream", json={"message": "A-9999"}
+        ) as response:
+            events = read_events(response)
+
+        assert [e.kind for e in events] == ["task_started", "error"]
+        error = events[-1].data
+        assert (error["error"], error["status"]) == (
+            "the step failed and was not saved; try again later",
+            500,
+        )
+        for secret in ("orders-db", "shop_rw", "ConnectionError", "Traceback"):
+            assert secret not in json.dumps(error)
+        time.sleep(0.1)
+        assert f"incident {error['incident']}" in server.log.read_text()
+        session = client.get(f"/sessions/{session_id}").json()
+        assert (session["version"], session["current_task_id"]) == (2, "ask_order")
+
+
+@pytest.fixture(scope="module")
+def typing(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The service writing its replies a word every 0.1 s, as a slow language model would."""
+    home = tmp_path_factory.mktemp("web-typing")
+    storage = f"sqlite:///{home / 'sessions.db'}"
+    process, url = start(storage, home / "server.log", "--token-delay", "0.1")
+    try:
+        yield Server(url, storage, home / "server.log", process)
+    finally:
+        stop(process)
+
+
+def test_tokens_are_sent_as_the_task_writes_them_not_when_the_step_ends(typing):
+    with typing.client() as client:
+        session_id = typing.new_session(client)
+        with client.stream("POST", f"/sessions/{session_id}/stream") as response:
+            events = read_events(response)
+
+    outputs = [e for e in events if e.kind == "output"]
+    assert len(outputs) == 8  # "Hello! Which order is this about? (e.g. A-1001)"
+    # A word every 0.1 s: the first came about 0.7 s before the last, and before the end.
+    assert outputs[-1].at - outputs[0].at > 0.5
+    assert events[-1].kind == "result"
+    assert events[-1].at - outputs[0].at > 0.5
+
+
+def test_a_client_that_hangs_up_mid_stream_cancels_the_step_and_nothing_is_saved(typing):
+    with typing.client() as client:
+        session_id = typing.new_session(client)
+        client.post(f"/sessions/{session_id}/run")
+        before = client.get(f"/sessions/{session_id}").json()
+
+        # The answer to the order question takes 0.1 s to look up, then 0.7 s to write.
+        with client.stream(
+            "POST", f"/sessions/{session_id}/stream", json={"message": "A-1001"}
+        ) as response:
+            heard = read_events(response, until="output")
+        hung_up = time.monotonic()  # leaving the block closed the connection mid-answer
+
+        assert [e.kind for e in heard] == ["task_started", "output"]
+        time.sleep(max(0.0, hung_up + 2.0 - time.monotonic()))  # long past the step's end
+        after = client.get(f"/sessions/{session_id}").json()
+        assert after["version"] == before["version"] == 2
+        assert after["context"] == before["context"]
+        assert after["chat"] == before["chat"]
+        assert after["current_task_id"] == "ask_order"
+
+        # The session is free: the same answer, sent again, takes the step.
+        again = client.post(f"/sessions/{session_id}/run", json={"message": "A-1001"})
+        assert (again.status_code, again.json()["version"]) == (200, 3)
+    assert b"Traceback" not in typing.log.read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("value", "data"),
+    [
+        ("tok", {"value": "tok"}),
+        ({"score": [1, 2.5, None]}, {"value": {"score": [1, 2.5, None]}}),
+        ({1, 2}, {"repr": "{1, 2}"}),
+        (b"\x00\xff", {"repr": "b'\\x00\\xff'"}),
+        (float("nan"), {"repr": "nan"}),
+        (Decimal("1.50"), {"repr": "Decimal('1.50')"}),
+        ({(1, 2): "pair"}, {"repr": "{(1, 2): 'pair'}"}),
+    ],
+)
+def test_an_emitted_value_json_cannot_carry_is_sent_as_its_repr(value, data):
+    from examples.web_service import event_data, sse
+    from flowcore import StepEvent
+
+    encoded = event_data(StepEvent("output", "t", value))
+
+    assert encoded == {"task_id": "t", **data}
+    assert sse("output", encoded).count(b"\n") == 3  # "event:", one "data:" line, a blank
 
 
 def test_a_deleted_session_is_gone(server):
