@@ -18,7 +18,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from flowcore._errors import SerializationError, quote_id
+from flowcore._errors import SerializationError, StorageError, quote_id
 from flowcore._session import RECENT_REQUESTS, Session
 from flowcore._values import (
     ERROR,
@@ -80,19 +80,29 @@ def check_request_id(request_id: object) -> str:
 
 
 def find_request(session: Session, request_id: str) -> ExecutionResult | None:
-    """The recorded result of ``request_id`` on ``session`` (``replayed`` True), or None."""
+    """The recorded result of ``request_id`` on ``session`` (``replayed`` True), or None.
+
+    Raises StorageError naming the session when the recorded entry cannot be read.
+    """
     for entry in session._requests:
         if entry[0] == request_id:
-            return _replay(session.id, entry)
+            try:
+                return _replay(session.id, entry)
+            except (_BadRecord, TypeError, ValueError, OverflowError) as exc:
+                raise StorageError(
+                    f"Session {quote_id(session.id)} could not be decoded: its record of request "
+                    f"{quote_id(request_id)} is malformed ({exc})"
+                ) from exc
     return None
 
 
-def _text(value: object, what: str, request_id: str) -> str | None:
+def _text(value: object, what: str, task_id: str | None, request_id: str) -> str | None:
     if value is None or type(value) is str:
         return value
+    whose = "the step" if task_id is None else f"task {quote_id(task_id)}"
     raise SerializationError(
-        f"{what} is {type(value).__name__}: {quote_id(value)}; a step run with request_id "
-        f"{quote_id(request_id)} records it, so it must be a str or None"
+        f"the {what} of {whose} is {type(value).__name__}: {quote_id(value)}; a step run with "
+        f"request_id {quote_id(request_id)} records it, so it must be a str or None"
     )
 
 
@@ -123,14 +133,8 @@ def record_request(
     tasks = [
         [
             record._task_id,
-            _text(
-                record._response, f"the response of task {quote_id(record._task_id)}", request_id
-            ),
-            _text(
-                record._status_message,
-                f"the status message of task {quote_id(record._task_id)}",
-                request_id,
-            ),
+            _text(record._response, "response", record._task_id, request_id),
+            _text(record._status_message, "status message", record._task_id, request_id),
             _action(record._next_action),
         ]
         for record in result._tasks
@@ -139,7 +143,7 @@ def record_request(
         request_id,
         version,
         session.current_task_id,
-        _text(result._response, "the step's response", request_id),
+        _text(result._response, "response", None, request_id),
         [status._kind, status._first, second],
         tasks,
     ]
@@ -213,22 +217,15 @@ def _replay(session_id: str, entry: list[Any]) -> ExecutionResult:
 
 
 def check_requests(value: object) -> list[Any]:
-    """``value`` if it is a record as :func:`record_request` writes it; else ValueError.
+    """``value`` if it has the shape :func:`record_request` writes; else ValueError.
 
-    The codec calls it on load, so that a replay never meets a malformed record.
+    The codec calls it on load: it checks each entry's shape and request id, cheaply, on
+    every load of a session that has a record; the rest of an entry is read (and any fault
+    in it reported as StorageError) only when its request id is asked for again.
     """
     if type(value) is not list or len(value) > RECENT_REQUESTS * 4:
         raise _BadRecord("the request record is not a short array")
     for entry in value:
-        if (
-            type(entry) is not list
-            or len(entry) != 6
-            or type(entry[0]) is not str
-            or type(entry[1]) is not int
-            or type(entry[2]) is not str
-            or type(entry[5]) is not list
-        ):
+        if type(entry) is not list or len(entry) != 6 or type(entry[0]) is not str:
             raise _BadRecord("a request record entry is malformed")
-        _optional_str(entry[3])
-        _replay("", entry)  # every field readable
     return value

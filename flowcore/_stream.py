@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import threading
 from contextvars import ContextVar
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from flowcore._values import TaskRecord
 
@@ -20,40 +20,19 @@ __all__ = ["StepEvent", "StreamSink", "emit", "stream_sink"]
 EventKind = Literal["task_started", "output", "task_ended"]
 
 
-class StepEvent:
+class StepEvent(NamedTuple):
     """One event of a streamed step: ``kind``, ``task_id`` and ``value``.
 
     - ``"task_started"``: the task ``task_id`` starts (``value`` None);
     - ``"output"``: the task emitted ``value`` with :func:`flowcore.emit`;
     - ``"task_ended"``: the task ended; ``value`` is its :class:`flowcore.TaskRecord`.
 
-    Frozen; compares by value.
+    A named tuple: immutable, compares by value, works with ``match``.
     """
-
-    __slots__ = ("kind", "task_id", "value")
-    __match_args__ = ("kind", "task_id", "value")
 
     kind: EventKind
     task_id: str
-    value: Any
-
-    def __init__(self, kind: EventKind, task_id: str, value: Any = None) -> None:
-        object.__setattr__(self, "kind", kind)
-        object.__setattr__(self, "task_id", task_id)
-        object.__setattr__(self, "value", value)
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError(f"StepEvent is frozen: cannot set {name!r}")
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, StepEvent):
-            return NotImplemented
-        return (self.kind, self.task_id, self.value) == (other.kind, other.task_id, other.value)
-
-    __hash__ = None  # type: ignore[assignment]  # value may be anything, hashable or not
-
-    def __repr__(self) -> str:
-        return f"StepEvent(kind={self.kind!r}, task_id={self.task_id!r}, value={self.value!r})"
+    value: Any = None
 
 
 END_OF_STEP: Any = object()

@@ -215,7 +215,7 @@ async def test_a_response_that_is_no_text_cannot_be_recorded_and_nothing_is_stor
     runner = FlowRunner(graph_of(Numeric()), InMemorySessionStorage(), plugins=False)
     await runner.create_session("s")
 
-    with pytest.raises(SerializationError, match="response of task 'n' is int: 42"):
+    with pytest.raises(SerializationError, match="the response of task 'n' is int: 42"):
         await runner.run("s", request_id="r-1")
 
     stored = await runner.storage.get("s")
@@ -414,17 +414,33 @@ def _blob_with_extras(extras: object) -> bytes:
         ({"wake_at": "soon"}, "wake_at is not an int"),
         ({"wake_at": 2**62}, "malformed"),
         ({"requests": "r-1"}, "request record"),
-        ({"requests": [["r-1", 2, "t", None, [9, None, None], []]]}, "status of kind 9"),
-        (
-            {"requests": [["r-1", 2, "t", None, [0, None, None], [["a", None, None, 99]]]]},
-            "kind 99",
-        ),
+        ({"requests": [["r-1", 2]]}, "request record entry is malformed"),
         ([1, 2], "extra fields are not a map"),
     ],
 )
 def test_a_malformed_timer_or_request_record_is_a_storage_error(extras, match):
     with pytest.raises(StorageError, match=f"Session 'bad' could not be decoded: .*{match}"):
         decode_session(_blob_with_extras(extras), session_id="bad", version=1)
+
+
+@pytest.mark.parametrize(
+    ("entry", "match"),
+    [
+        (["r-1", 2, "t", None, [9, None, None], []], "status of kind 9"),
+        (["r-1", 2, "t", None, [0, None, None], [["a", None, None, 99]]], "kind 99"),
+        (["r-1", 2, "t", None, [0, None, None], [["a", 5, None, 0]]], "not a str"),
+        (["r-1", 2, "t", None, [0, None, None], [["a", None, None, [6, 2**62]]]], "out of range"),
+    ],
+)
+async def test_a_malformed_recorded_result_is_a_storage_error_when_asked_for(entry, match):
+    storage = InMemorySessionStorage()
+    storage._rows["bad"] = (1, _blob_with_extras({"requests": [entry]}))
+    runner = FlowRunner(graph_of(Step("t")), storage, plugins=False)
+
+    with pytest.raises(StorageError, match=f"Session 'bad' .*request 'r-1' is malformed .*{match}"):
+        await runner.run("bad", request_id="r-1")
+
+    assert (await runner.run("bad", request_id="r-2")).version == 2  # other requests still run
 
 
 def test_a_plain_session_is_stored_as_before():
