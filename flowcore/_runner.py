@@ -29,7 +29,7 @@ from flowcore._session import Session
 from flowcore._storage import SessionStorage
 from flowcore._stream import END_OF_STEP, StepEvent, StreamSink, stream_sink
 from flowcore._tracing import RunEnded, RunStarted, SessionLoaded, SessionSaved, emit
-from flowcore._values import ExecutionResult, set_version
+from flowcore._values import ExecutionResult, as_replayed, set_version
 
 __all__ = ["FlowRunner"]
 
@@ -204,6 +204,68 @@ class FlowRunner:
         expect_version: int | None,
         sink: StreamSink | None,
     ) -> ExecutionResult:
+        if request_id is not None:
+            return await self._step_once(
+                session_id, context_updates, request_id, expect_task, expect_version, sink
+            )
+        return await self._run_step(
+            session_id, context_updates, None, expect_task, expect_version, sink
+        )
+
+    async def _step_once(
+        self,
+        session_id: str,
+        context_updates: Mapping[str, Any] | None,
+        request_id: str,
+        expect_task: str | None,
+        expect_version: int | None,
+        sink: StreamSink | None,
+    ) -> ExecutionResult:
+        """The step of a request id; duplicates that arrive while it runs in this process (on
+        this storage and event loop) wait for it and get its result, rather than running the
+        tasks again only to lose the compare-and-set race."""
+        key = (id(self._storage), session_id, request_id)
+        loop = asyncio.get_running_loop()
+        shared = _IN_FLIGHT.get(key)
+        if shared is not None and shared[0] is loop:
+            leader = shared[1]
+            try:
+                result = await asyncio.shield(leader)
+            except BaseException:
+                if not leader.done():
+                    raise  # this caller was cancelled
+                # the first copy failed (nothing of it was saved): this one runs for itself
+            else:
+                return as_replayed(result)
+            return await self._run_step(
+                session_id, context_updates, request_id, expect_task, expect_version, sink
+            )
+        leader = loop.create_future()
+        _IN_FLIGHT[key] = (loop, leader)
+        try:
+            result = await self._run_step(
+                session_id, context_updates, request_id, expect_task, expect_version, sink
+            )
+        except BaseException as exc:
+            leader.set_exception(exc)
+            leader.exception()  # the waiters look at it; nobody else need
+            raise
+        else:
+            leader.set_result(result)
+            return result
+        finally:
+            if _IN_FLIGHT.get(key) == (loop, leader):
+                del _IN_FLIGHT[key]
+
+    async def _run_step(
+        self,
+        session_id: str,
+        context_updates: Mapping[str, Any] | None,
+        request_id: str | None,
+        expect_task: str | None,
+        expect_version: int | None,
+        sink: StreamSink | None,
+    ) -> ExecutionResult:
         observers = self._current_observers()
         # Every tracer call below sits behind a check of its tuple: with no tracers, a step
         # pays for these checks and nothing else.
@@ -296,6 +358,10 @@ class FlowRunner:
 
     def __repr__(self) -> str:
         return f"<FlowRunner graph={self._graph.id!r} storage={self._storage!r}>"
+
+
+# The steps of request ids running now, by (id of the storage, session id, request id).
+_IN_FLIGHT: dict[tuple[int, str, str], tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]]] = {}
 
 
 def _check_arguments(

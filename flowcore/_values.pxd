@@ -73,3 +73,5 @@ cpdef ExecutionResult step_result(
 )
 
 cpdef void set_version(ExecutionResult result, object version)
+
+cpdef ExecutionResult as_replayed(ExecutionResult result)

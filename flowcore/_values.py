@@ -564,6 +564,19 @@ def step_result(
     return result
 
 
+def as_replayed(result: ExecutionResult) -> ExecutionResult:
+    """``result`` as a caller that did not run the step gets it: ``replayed`` True."""
+    return step_result(
+        result._response,
+        result._status,
+        result._session_id,
+        result._version,
+        result._current_task_id,
+        result._tasks,
+        True,
+    )
+
+
 def _rebuild_result(
     response: str | None,
     status: ExecutionStatus,

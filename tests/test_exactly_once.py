@@ -141,20 +141,95 @@ async def test_concurrent_duplicates_apply_the_step_once_and_all_get_the_same_re
     assert all(r == results[0] for r in results)
     assert {(r.version, r.current_task_id) for r in results} == {(2, "q2")}
     assert [r.replayed for r in results].count(False) == 1
+    assert runs == ["q1"]  # the duplicates in this process waited for the first copy
     stored = await runner.storage.get("s")
     assert (stored.version, stored.current_task_id) == (2, "q2")
     assert stored.context.get("q1.answer") == "yes"
     assert stored.context.get("q2.answer") is None
 
 
-async def test_a_run_that_loses_the_race_to_another_request_still_conflicts():
+class SharedStorage(InMemorySessionStorage):
+    """Another storage object on the same sessions, as a second process would have."""
+
+    def __init__(self, other: InMemorySessionStorage) -> None:
+        self._rows = other._rows
+        self._waiting = other._waiting
+        self._lock = other._lock
+
+
+async def test_a_duplicate_that_loses_the_race_returns_the_winners_result():
+    runs: list[str] = []
+    first = survey(runs, Slow)
+    second = FlowRunner(first.graph, SharedStorage(first.storage), plugins=False)
+    await first.create_session("s")
+
+    results = await asyncio.gather(
+        first.run("s", context_updates={"answer": "yes"}, request_id="r-1"),
+        second.run("s", context_updates={"answer": "yes"}, request_id="r-1"),
+    )
+
+    assert runs == ["q1", "q1"]  # both ran the task; one step was stored
+    assert results[0] == results[1]
+    assert sorted(r.replayed for r in results) == [False, True]
+    assert results[0].version == results[1].version == 2
+    assert (await first.storage.get("s")).version == 2
+
+
+async def test_when_the_first_copy_fails_the_waiting_duplicates_run_for_themselves():
+    calls: list[int] = []
+
+    class FailsOnce(Task):
+        id = "q1"
+
+        async def run(self, ctx: Context) -> TaskResult:
+            calls.append(1)
+            await asyncio.sleep(0.01)
+            if len(calls) == 1:
+                raise RuntimeError("the model timed out")
+            return TaskResult("ok", NextAction.WaitForInput)
+
+    runner = FlowRunner(graph_of(FailsOnce()), InMemorySessionStorage(), plugins=False)
+    await runner.create_session("s")
+
+    outcomes = await asyncio.gather(
+        *(runner.run("s", request_id="r-1") for _ in range(3)), return_exceptions=True
+    )
+
+    failed = [o for o in outcomes if isinstance(o, BaseException)]
+    answered = [o for o in outcomes if isinstance(o, ExecutionResult)]
+    assert [type(e).__name__ for e in failed] == ["TaskExecutionFailed"]
+    assert len(answered) == 2
+    assert answered[0] == answered[1] == ExecutionResult("ok", ExecutionStatus.WaitingForInput)
+    assert (await runner.storage.get("s")).version == 2
+
+
+async def test_a_cancelled_duplicate_leaves_the_first_copy_running():
     runs: list[str] = []
     runner = survey(runs, Slow)
     await runner.create_session("s")
 
+    leader = asyncio.ensure_future(runner.run("s", context_updates={"answer": "a"}, request_id="r"))
+    await asyncio.sleep(0)
+    duplicate = asyncio.ensure_future(runner.run("s", request_id="r"))
+    await asyncio.sleep(0)
+    duplicate.cancel()
+
+    result = await leader
+    with pytest.raises(asyncio.CancelledError):
+        await duplicate
+    assert result.response == "q1 got a"
+    assert runs == ["q1"]
+
+
+async def test_a_run_that_loses_the_race_to_another_request_still_conflicts():
+    runs: list[str] = []
+    runner = survey(runs, Slow)
+    other = FlowRunner(runner.graph, SharedStorage(runner.storage), plugins=False)
+    await runner.create_session("s")
+
     outcomes = await asyncio.gather(
         runner.run("s", context_updates={"answer": "a"}, request_id="r-a"),
-        runner.run("s", context_updates={"answer": "b"}, request_id="r-b"),
+        other.run("s", context_updates={"answer": "b"}, request_id="r-b"),
         return_exceptions=True,
     )
 
