@@ -2,6 +2,7 @@
 
     python examples/chat.py                       # chat with a fake model (no network)
     python examples/chat.py --show-prompt         # also print what the model is sent
+    python examples/chat.py --token-delay 0.2     # the fake model writes slowly: watch it stream
     python examples/chat.py --model mymodule:reply     # your model: (messages) -> str
     python examples/chat.py --storage 'sqlite:///.flowcore/chat.db?create_dirs=true' --session mine
         # the conversation outlives the process: run it again to go on
@@ -14,22 +15,33 @@ A model is any function ``(messages: list[dict[str, str]]) -> str``, plain or ``
 the messages in the shape most chat-completion APIs accept. The default is ``fake_model``: it
 answers from the history alone, so you can see the conversation carried from step to step
 (tell it your name, then ask for it).
+
+The answer is printed as it is written. The loop takes each step with ``runner.stream``, and
+prints each value a task emits with ``flowcore.emit`` as it comes: ``fake_model`` emits its
+answer word by word (a word every ``--token-delay`` seconds: 0.03 on a terminal, none when the
+input is piped), as a model's API streams tokens. A model that emits nothing has its answer
+printed whole once the step is done. Ctrl-C while an answer is being written cancels the step:
+nothing of it is saved.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import functools
 import importlib
 import inspect
 import json
 import re
 import shlex
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from typing import cast
 
 from flowcore import (
     Context,
+    ExecutionResult,
     ExecutionStatus,
     FlowRunner,
     Graph,
@@ -37,8 +49,10 @@ from flowcore import (
     GraphError,
     NextAction,
     SessionStorage,
+    StepEvent,
     Task,
     TaskResult,
+    emit,
     open_storage,
 )
 
@@ -47,8 +61,10 @@ __all__ = [
     "ChatTurn",
     "Model",
     "build_graph",
+    "fake_answer",
     "fake_model",
     "main",
+    "take_step",
 ]
 
 Messages = list[dict[str, str]]
@@ -57,9 +73,22 @@ Model = Callable[[Messages], str | Awaitable[str]]
 USER_INPUT = "user_input"
 SYSTEM_PROMPT = "You are a friendly assistant of an insurance company. Keep answers short."
 GOODBYES = ("bye", "goodbye", "quit", "exit")
+TOKENS = re.compile(r"\S+\s*|\s+")
+"""A text's tokens: its words, each with the spaces after it (together they are the text)."""
 
 
-def fake_model(messages: Messages) -> str:
+async def fake_model(messages: Messages, *, token_delay: float = 0.0) -> str:
+    """A stand-in for a language model that streams: :func:`fake_answer`'s answer, each word
+    sent with ``flowcore.emit`` as it is written, ``token_delay`` seconds apart."""
+    answer = fake_answer(messages)
+    for token in TOKENS.findall(answer):
+        emit(token)
+        if token_delay:
+            await asyncio.sleep(token_delay)
+    return answer
+
+
+def fake_answer(messages: Messages) -> str:
     """A deterministic stand-in for a language model: it reads only the messages it is sent."""
     said = [m["content"] for m in messages if m["role"] == "user"]
     names = [m.group(1) for text in said if (m := re.search(r"my name is (\w+)", text, re.I))]
@@ -100,6 +129,7 @@ class ChatTurn(Task):
 
 
 def build_graph(model: Model = fake_model) -> Graph:
+    """A graph of one task, ``chat``, answering with ``model``."""
     return GraphBuilder("chat").add_task(ChatTurn(model)).build()
 
 
@@ -136,9 +166,7 @@ async def chat(
     """
     updates = None
     while True:
-        result = await runner.run(session_id, context_updates=updates)
-        if result.response:
-            print(f"bot> {result.response}")
+        result = await take_step(runner, session_id, updates)
         if result.status != ExecutionStatus.WaitingForInput:
             return 0
         try:
@@ -147,6 +175,39 @@ async def chat(
             if storage_url is not None:
                 print(f"\n({how_to_go_on(runner.storage, storage_url, session_id)})")
             return 0
+
+
+async def take_step(
+    runner: FlowRunner, session_id: str, updates: dict[str, str] | None
+) -> ExecutionResult:
+    """One step, streamed: what the tasks emit is printed as it comes, after ``bot> ``.
+
+    A step whose tasks emitted nothing (the greeting, a model that does not stream) has its
+    response printed once it is done. If the step is interrupted (Ctrl-C), closing the stream
+    cancels it: nothing of it is saved.
+    """
+    streaming = False
+    result: ExecutionResult | None = None
+    # runner.stream is an async generator: aclose() cancels a step still running.
+    events = cast(
+        AsyncGenerator[StepEvent | ExecutionResult, None],
+        runner.stream(session_id, context_updates=updates),
+    )
+    try:
+        async with contextlib.aclosing(events):
+            async for event in events:
+                if isinstance(event, ExecutionResult):
+                    result = event
+                elif event.kind == "output":
+                    print(event.value if streaming else f"bot> {event.value}", end="", flush=True)
+                    streaming = True
+    finally:
+        if streaming:
+            print()  # the end of the line the tokens were written on
+    assert result is not None  # a stream that ends without raising ends with its result
+    if result.response and not streaming:
+        print(f"bot> {result.response}")
+    return result
 
 
 def echoed(prompt: str) -> str:
@@ -159,7 +220,12 @@ def echoed(prompt: str) -> str:
 
 
 async def amain(args: argparse.Namespace) -> int:
-    model = load_model(args.model) if args.model else fake_model
+    interactive = sys.stdin.isatty()
+    if args.model:
+        model = load_model(args.model)
+    else:
+        delay = args.token_delay if args.token_delay is not None else (0.03 if interactive else 0)
+        model = functools.partial(fake_model, token_delay=delay)
     if args.show_prompt:
         model = showing_prompt(model)
     async with open_storage(args.storage) as storage:
@@ -168,7 +234,7 @@ async def amain(args: argparse.Namespace) -> int:
         if session_id is None or await storage.get(session_id) is None:
             context = Context(max_chat_messages=args.max_messages)
             session_id = (await runner.create_session(session_id, context=context)).id
-        read = input if sys.stdin.isatty() else echoed
+        read = input if interactive else echoed
         return await chat(runner, session_id, read, storage_url=args.storage)
 
 
@@ -185,6 +251,14 @@ def how_to_go_on(storage: SessionStorage, storage_url: str, session_id: str) -> 
     )
 
 
+def seconds(text: str) -> float:
+    """An argparse type: a number of seconds, 0 or more."""
+    value = float(text)
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds, 0 or more, not {text}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Chat with a model, one step per message.")
     parser.add_argument("--model", metavar="MODULE:NAME", help="default: the fake model")
@@ -193,6 +267,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--session", metavar="ID", help="a conversation to go on with")
     parser.add_argument(
         "--max-messages", type=int, default=20, metavar="N", help="history kept (default 20)"
+    )
+    parser.add_argument(
+        "--token-delay",
+        type=seconds,
+        metavar="S",
+        help="seconds between the fake model's words (default: 0.03 on a terminal, else 0)",
     )
     args = parser.parse_args(argv)
     try:

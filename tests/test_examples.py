@@ -3,11 +3,14 @@ runs them (a process of their own, answers on stdin) and, where it shows more, i
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import io
 import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -18,15 +21,19 @@ from flowcore import Context, FlowRunner, InMemorySessionStorage, open_storage
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_example(
-    name: str, *args: str, stdin: str = "", cwd: Path | None = None
-) -> subprocess.CompletedProcess[str]:
-    env = {
+def example_env() -> dict[str, str]:
+    return {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]),
         "PYTHONIOENCODING": "utf-8",
         "FLOWCORE_LOAD_PLUGINS": "sql",
     }
+
+
+def run_example(
+    name: str, *args: str, stdin: str = "", cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = example_env()
     return subprocess.run(
         [sys.executable, str(ROOT / "examples" / f"{name}.py"), *args],
         input=stdin,
@@ -241,6 +248,72 @@ async def test_the_model_is_any_function_and_gets_messages_for_llm_after_the_sys
         {"role": "assistant", "content": "answer 1"},
         {"role": "user", "content": "two"},
     ]
+
+
+def test_the_chat_prints_the_answer_word_by_word_as_the_model_writes_it():
+    command = [sys.executable, str(ROOT / "examples" / "chat.py"), "--token-delay", "0.2"]
+    seen = b""
+    arrivals: list[tuple[float, bytes]] = []  # when the output had grown to what
+    with subprocess.Popen(
+        command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=example_env(), cwd=ROOT
+    ) as process:
+        assert process.stdin is not None
+        assert process.stdout is not None
+        process.stdin.write(b"Hi\n")
+        process.stdin.close()
+        while chunk := process.stdout.read1():  # what has arrived, as soon as it has
+            seen += chunk
+            arrivals.append((time.monotonic(), seen))
+    assert process.returncode == 0
+
+    answer = b"bot> You said 'Hi'. That is message 1 from you; I was sent 2.\n"
+    assert answer in seen
+    began = next(at for at, text in arrivals if b"bot> You " in text)
+    ended = next(at for at, text in arrivals if answer in text)
+    # 13 words, 0.2 s apart: the first was on the screen about 2.4 s before the last.
+    assert ended - began > 1.0
+
+
+async def test_an_answer_interrupted_while_it_is_written_leaves_the_conversation_as_it_was(
+    capsys,
+):
+    model = functools.partial(chat.fake_model, token_delay=0.05)
+    runner = FlowRunner(chat.build_graph(model), InMemorySessionStorage())
+    session = await runner.create_session()
+    await chat.take_step(runner, session.id, None)  # the greeting
+    before = await runner.storage.get(session.id)
+    printed = capsys.readouterr().out
+
+    step = asyncio.create_task(chat.take_step(runner, session.id, {"user_input": "Hello"}))
+    while "bot> You " not in printed:  # the answer is being written
+        await asyncio.sleep(0.01)
+        printed += capsys.readouterr().out
+    step.cancel()  # what Ctrl-C does under asyncio.run
+    with pytest.raises(asyncio.CancelledError):
+        await step
+    await asyncio.sleep(1.0)  # longer than the whole answer takes to write
+
+    after = await runner.storage.get(session.id)
+    assert before is not None
+    assert after is not None
+    assert after.version == before.version
+    assert after.context.get_chat_history() == before.context.get_chat_history()
+    printed += capsys.readouterr().out
+    assert printed.endswith("\n")  # the cut answer's line is ended
+    assert "I was sent" not in printed
+
+
+async def test_a_model_that_does_not_stream_has_its_answer_printed_whole(capsys):
+    runner = FlowRunner(
+        chat.build_graph(lambda messages: "A plain answer."), InMemorySessionStorage()
+    )
+    session = await runner.create_session()
+
+    await chat.take_step(runner, session.id, None)
+    result = await chat.take_step(runner, session.id, {"user_input": "Hi"})
+
+    assert result.response == "A plain answer."
+    assert capsys.readouterr().out == "bot> Hello! How can I help?\nbot> A plain answer.\n"
 
 
 # -- batch.py --------------------------------------------------------------------------------------
