@@ -59,6 +59,7 @@ from flowcore import (
     SessionStorage,
     StorageError,
     Task,
+    TaskRecord,
     TaskResult,
     open_storage,
     task,
@@ -77,7 +78,6 @@ __all__ = [
     "drive",
     "main",
     "play",
-    "tasks_ran",
 ]
 
 GRAPH_ID = "insurance-claim"
@@ -397,13 +397,24 @@ def build_graph() -> Graph:
 
 @dataclass
 class Step:
-    """One ``runner.run`` call as the demo saw it."""
+    """One ``runner.run`` call as the demo saw it, read from the ExecutionResult it returned."""
 
     number: int
     sent: dict[str, Any]  # the context_updates of the call
-    ran: list[str]  # the tasks that ran, in order
+    tasks: tuple[TaskRecord, ...]  # what each task that ran did, in order (result.tasks)
     response: str | None
     status: ExecutionStatus
+    version: int  # the session's stored version after the step (result.version)
+
+    @property
+    def ran(self) -> list[str]:
+        """The ids of the tasks that ran, in order."""
+        return [record.task_id for record in self.tasks]
+
+    @property
+    def last_action(self) -> NextAction | None:
+        """What the last task that ran asked for next."""
+        return self.tasks[-1].next_action if self.tasks else None
 
 
 @dataclass
@@ -426,33 +437,36 @@ class Transcript:
             for task_id in step.ran:
                 if not out or out[-1] != task_id:  # a task asking again is one visit
                     out.append(task_id)
-            if went_back(step.status):
+            if went_back(step):
                 out.append("GoBack")
         if self.completed:
             out.append("Completed")
         return out
 
 
-def went_back(status: ExecutionStatus) -> bool:
-    return isinstance(status, ExecutionStatus.Paused) and "go back" in status.reason
+def went_back(step: Step) -> bool:
+    """The step's last task asked to go back, and the session did (to the task before)."""
+    match step.status:
+        case ExecutionStatus.Paused():
+            return step.last_action == NextAction.GoBack
+    return False
 
 
-def tasks_ran(before: Session, after: Session, status: ExecutionStatus) -> list[str]:
-    """Which tasks one step ran, read from the session's history and current task.
+def stuck(step: Step) -> bool:
+    """The step's last task asked to go on, but no edge led anywhere: it is still current.
 
-    Each move to a next task appends the task left to ``history``; GoBack pops one instead.
-    (The history keeps the last 100 ids, far more than one step of this graph adds.)
+    (Running it again would do the same. In a graph with an edge from a task back to itself,
+    staying put would be that edge; this graph has none.)
     """
-    if went_back(status):
-        return [before.current_task_id]
-    ran = after.history[len(before.history) :] if len(after.history) > len(before.history) else []
-    # Paused on the way to another task: the task that ran is the last one in the history.
-    moved_on = (
-        isinstance(status, ExecutionStatus.Paused) and "No outgoing edge" not in status.reason
-    )
-    if not ran or not moved_on:
-        ran.append(after.current_task_id)  # the last task ran and stayed current
-    return ran
+    match step.status:
+        case ExecutionStatus.Paused(next_task_id=next_id):
+            action = step.last_action
+            return (
+                next_id == step.ran[-1]
+                and action != NextAction.GoBack
+                and not isinstance(action, NextAction.GoTo)
+            )
+    return False
 
 
 Ask = Callable[[str, str, str | None], str | None]
@@ -467,58 +481,63 @@ async def drive(
     *,
     max_steps: int = 200,
 ) -> Transcript:
-    """Run the session step by step until it completes, fails, or ``ask`` gives no answer."""
-    storage = runner.storage
+    """Run the session step by step until it completes, fails, or ``ask`` gives no answer.
+
+    Each step is told by the ExecutionResult that ``runner.run`` returns: which tasks ran and
+    what each said (``tasks``), where the session is now (``current_task_id``) and its stored
+    version (``version``). The session is loaded twice only: before the first step, to see
+    whether it stopped at a question, and after the last, to show how it ended.
+    """
     transcript = Transcript(session_id)
-    before = await storage.get(session_id)
-    if before is None:
+    stored = await runner.storage.get(session_id)
+    if stored is None:
         raise SessionNotFound(session_id)
-    # Every step saves the session once, and creating it saved it first: a stored session at
-    # version v has taken v - 1 steps, in whichever processes took them.
-    steps_before = before.version - 1
     updates: dict[str, Any] = {}
-    if is_waiting(before):  # stopped at a question (in this process or another): answer it
-        history = before.context.get_last_messages(1)
+    if is_waiting(stored):  # stopped at a question (in this process or another): answer it
+        history = stored.context.get_last_messages(1)
         question = history[0].content if history else None
         if question is not None:
             out(wrap(question, "        asked:    "))
-        key, who = QUESTIONS[before.current_task_id]
+        key, who = QUESTIONS[stored.current_task_id]
         answer = ask(key, who, question)
         if answer is None:
-            transcript.session = before
+            transcript.session = stored
             return transcript
         updates = {key: answer}
     while len(transcript.steps) < max_steps:
         result = await runner.run(session_id, context_updates=updates)
-        after = await storage.get(session_id)
-        if after is None:  # deleted by someone else meanwhile
-            raise SessionNotFound(session_id)
+        assert result.version is not None  # a step that ran was saved, at this version
+        assert result.current_task_id is not None
+        # Creating the session saved it once, and every step saves it once more: the step
+        # that left it at version v is step v - 1, in whichever process took the others.
         step = Step(
-            steps_before + len(transcript.steps) + 1,
+            result.version - 1,
             updates,
-            tasks_ran(before, after, result.status),
+            result.tasks,
             result.response,
             result.status,
+            result.version,
         )
         transcript.steps.append(step)
-        transcript.session = before = after
         show_step(step, out)
         updates = {}
         match result.status:
             case ExecutionStatus.WaitingForInput:
                 if len(transcript.steps) >= max_steps:
                     break  # the answer waits for the next run
-                key, who = QUESTIONS[after.current_task_id]
+                key, who = QUESTIONS[result.current_task_id]
                 answer = ask(key, who, result.response)
                 if answer is None:
                     break
                 updates = {key: answer}
-            case ExecutionStatus.Paused(next_task_id=next_id, reason=reason):
-                if "No outgoing edge" in reason:  # running again would do the same
-                    out(f"  (stopping: task {next_id!r} has nowhere to go)")
-                    break
+            case ExecutionStatus.Paused(next_task_id=next_id) if stuck(step):
+                out(f"  (stopping: task {next_id!r} has nowhere to go)")
+                break
+            case ExecutionStatus.Paused():
+                pass  # moved on: the next run runs the next task
             case _:  # Completed, or an Error reported by an error handler
                 break
+    transcript.session = await runner.storage.get(session_id)
     return transcript
 
 
@@ -531,30 +550,38 @@ def is_waiting(session: Session) -> bool:
     )
 
 
-def describe(status: ExecutionStatus) -> str:
-    match status:
+def describe(step: Step) -> str:
+    """The step's status, in words."""
+    match step.status:
         case ExecutionStatus.Completed:
             return "Completed"
         case ExecutionStatus.WaitingForInput:
             return "Waiting for input"
         case ExecutionStatus.Paused(next_task_id=next_id, reason=reason):
-            if "continuing to next task" in reason:
-                return f"Paused → {next_id}"
-            return f"Paused → {next_id}  ({reason})"
+            if went_back(step) or stuck(step) or isinstance(step.last_action, NextAction.GoTo):
+                return f"Paused → {next_id}  ({reason})"
+            return f"Paused → {next_id}"  # along an edge, to the next task
+        case ExecutionStatus.Scheduled(next_task_id=next_id, wake_at=wake_at):
+            return f"Scheduled → {next_id} at {wake_at:%Y-%m-%d %H:%M:%S %Z}"
         case ExecutionStatus.Error(message=message):
             return f"Error: {message}"
-    return repr(status)
+    return repr(step.status)
 
 
 def show_step(step: Step, out: Callable[[str], object]) -> None:
+    """The call, then each task that ran: what it asked for next and what it answered."""
     call = "runner.run(session_id"
     if step.sent:
         call += f", context_updates={shorten_dict(step.sent)}"
     out(f"\nstep {step.number:<2} {call})")
-    out(f"        ran:      {' → '.join(step.ran)}")
-    if step.response is not None:
-        out(wrap(step.response, "        response: "))
-    out(f"        status:   {describe(step.status)}")
+    width = max((len(task_id) for task_id in step.ran), default=0)
+    actions = [str(record.next_action or "failed") for record in step.tasks]
+    action_width = max(map(len, actions), default=0)
+    for record, action in zip(step.tasks, actions, strict=True):
+        head = f"        {record.task_id:<{width}}  {action:<{action_width}}  "
+        out(wrap(record.response or "(no response)", head))
+    out(f"        status: {describe(step)}")
+    out(f"        saved:  version {step.version}")
 
 
 def shorten_dict(values: Mapping[str, Any]) -> str:
@@ -565,7 +592,13 @@ def shorten_dict(values: Mapping[str, Any]) -> str:
 
 
 def wrap(text: str, first: str, width: int = 100) -> str:
-    return textwrap.fill(text, width, initial_indent=first, subsequent_indent=" " * len(first))
+    return textwrap.fill(
+        text,
+        width,
+        initial_indent=first,
+        subsequent_indent=" " * len(first),
+        break_on_hyphens=False,
+    )
 
 
 def plural(count: int, noun: str) -> str:
@@ -668,7 +701,10 @@ flowcore demo: an insurance claim, one step at a time
 Each step below is one `await runner.run(session_id, context_updates=...)` call: flowcore loads
 the session from storage, runs the current task (and any task chained with ContinueAndExecute),
 follows the graph's edges to the next task and saves the session. A task that needs an answer
-returns WaitForInput; the answer goes into the next call's context_updates."""
+returns WaitForInput; the answer goes into the next call's context_updates.
+
+Each step is shown as the ExecutionResult it returned tells it: every task that ran (result.tasks:
+what it asked for next and what it answered), the status, and the version saved (result.version)."""
 
 
 def workflow_outline(graph: Graph) -> str:

@@ -25,7 +25,7 @@ from examples.claim_demo import (
     parse_amount,
     play,
 )
-from flowcore import ExecutionResult, ExecutionStatus, FlowRunner, open_storage
+from flowcore import ExecutionResult, ExecutionStatus, FlowRunner, NextAction, open_storage
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "examples" / "claim_demo.py"
@@ -140,6 +140,39 @@ async def test_scripted_claim_goes_back_then_to_human_review(runner: FlowRunner)
     assert await runner.run(transcript.session_id) == ExecutionResult(
         None, ExecutionStatus.Completed
     )
+
+
+async def test_each_step_is_told_by_its_result_with_one_load_per_step(runner: FlowRunner) -> None:
+    loads = 0
+    storage = runner.storage
+    real_get = storage.get
+
+    async def get(session_id: str):  # counts the loads of the demo and of runner.run alike
+        nonlocal loads
+        loads += 1
+        return await real_get(session_id)
+
+    storage.get = get  # type: ignore[method-assign]
+    lines: list[str] = []
+    transcript = await play(runner, SCRIPTED_ANSWERS, out=lines.append)
+
+    # runner.run loads the session once per step; the demo twice in all (is it waiting at a
+    # question? how did it end?), never to see what a step did.
+    assert loads == len(transcript.steps) + 2
+    chain = transcript.steps[10]
+    assert [(r.task_id, r.next_action) for r in chain.tasks] == [
+        ("confirm", NextAction.ContinueAndExecute),
+        ("checks", NextAction.ContinueAndExecute),
+        ("human_review", NextAction.WaitForInput),
+    ]
+    assert [step.version for step in transcript.steps] == list(range(2, 15))
+    output = "\n".join(lines)
+    # Every task of a chain is shown with its answer, not only the last one.
+    assert "confirm       ContinueAndExecute  Thank you. Running the fraud and coverage" in output
+    assert "checks        ContinueAndExecute  FanOutTask 'checks' completed 2 child task(s)" in (
+        output
+    )
+    assert "saved:  version 12" in output
 
 
 async def test_small_claim_is_approved_automatically(runner: FlowRunner) -> None:
