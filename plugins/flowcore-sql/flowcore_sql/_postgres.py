@@ -488,6 +488,8 @@ class PostgresSessionStorage(SqlSessionStorage):
             )
         if isinstance(root, pg.UndefinedTableError):
             return "The tables are missing: run `await storage.migrate()`"
+        if isinstance(root, pg.UndefinedColumnError):
+            return self._outdated_schema()
         if isinstance(root, pg.InvalidCatalogNameError):
             return "Create the database, or correct its name in the URL"
         if isinstance(root, pg.InvalidAuthorizationSpecificationError):

@@ -352,6 +352,8 @@ class SqliteSessionStorage(SqlSessionStorage):
                     "open it read-write once, or run `await storage.migrate()` on such a storage"
                 )
             return "The tables are missing: run `await storage.migrate()`"
+        if "no such column" in text:
+            return self._outdated_schema()
         if isinstance(root, sqlite3.OperationalError) and _disk_full(root):
             return (
                 f"The disk holding {os.path.dirname(self._path)!r} is full: nothing was saved. "

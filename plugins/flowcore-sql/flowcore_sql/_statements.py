@@ -5,10 +5,12 @@ Parameter names (the keys of the dict each statement is executed with):
 - ``session_id``; ``expires_at`` (an aware datetime or None) for a session's own expiry at a
   given time, ``delay`` (seconds) for one a delay from now;
 - for a save: ``graph_id``, ``current_task_id``, ``status_message``, ``is_completed``,
-  ``blob``, ``expected_version`` (what the session was loaded at), ``new_version`` and ``ttl``
-  (seconds, or None for no expiry);
+  ``wake_at`` (an aware datetime or None), ``blob``, ``expected_version`` (what the session was
+  loaded at), ``new_version`` and ``ttl`` (seconds, or None for no expiry);
 - for cleanup: ``batch`` (how many rows at most);
-- for a listing: ``after`` (list only the ids after it) and ``limit`` (how many ids at most).
+- for a listing: ``after`` (list only the ids after it) and ``limit`` (how many ids at most);
+- for the due sessions: ``now`` (an aware datetime, when the caller gives the time) and
+  ``limit``.
 
 Time is the database's: "now" is computed by the database inside each statement (PostgreSQL's
 ``now()``; SQLite's ``'now'``, the clock of the machine that runs the statement), never by the
@@ -28,12 +30,13 @@ from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
-from flowcore_sql._schema import UtcDateTime, sessions
+from flowcore_sql._schema import ByCodePoint, UtcDateTime, sessions
 
 __all__ = [
     "CLEANUP",
     "STATEMENTS",
     "DELETE",
+    "DUE",
     "INSERT",
     "LISTINGS",
     "SELECT",
@@ -102,6 +105,7 @@ _saved_fields: dict[str, Any] = {
     "current_task_id": sa.bindparam("current_task_id", type_=sa.Text),
     "status_message": sa.bindparam("status_message", type_=sa.Text),
     "is_completed": sa.bindparam("is_completed", type_=sa.Boolean),
+    "wake_at": sa.bindparam("wake_at", type_=UtcDateTime),
     "version": sa.bindparam("new_version", type_=sa.BigInteger),
     "blob": sa.bindparam("blob", type_=sa.LargeBinary),
     "updated_at": _now,
@@ -201,12 +205,38 @@ LISTINGS = {dialect: _listings(dialect) for dialect in INSERT}
 ``(after given, limit given)``."""
 
 
+def _due() -> dict[tuple[bool, bool], sa.Select[Any]]:
+    # In the order of the partial index on (wake_at, id): the database reads the first due rows
+    # of the index, in order, and stops at the limit. "wake_at IS NOT NULL" is implied by
+    # "wake_at <= ...", and said too so that every planner sees that the partial index applies.
+    statements = {}
+    for now_given in (False, True):
+        now = sa.bindparam("now", type_=UtcDateTime) if now_given else _now
+        for limit in (False, True):
+            statement = (
+                sa.select(_c.id)
+                .where(_c.wake_at.isnot(None), _c.wake_at <= now, _live)
+                .order_by(_c.wake_at, ByCodePoint(_c.id))
+            )
+            if limit:
+                statement = statement.limit(sa.bindparam("limit", type_=sa.BigInteger))
+            statements[now_given, limit] = statement
+    return statements
+
+
+DUE = _due()
+"""The ids of the live sessions whose ``wake_at`` has come, earliest first (ties by id, by code
+point), per ``(now given, limit given)``: without ``now``, by the database's own time."""
+
+
 class DialectStatements:
-    """The statements a storage runs after connecting, with this dialect's insert and listings."""
+    """The statements a storage runs after connecting, with this dialect's insert, listings and
+    due sessions."""
 
     def __init__(self, dialect: str) -> None:
         self.insert: sa.Insert = INSERT[dialect]
         self.listings = LISTINGS[dialect]
+        self.due = DUE
         self.all: tuple[ClauseElement, ...] = (
             SELECT,
             SELECT_STORED,
@@ -218,6 +248,7 @@ class DialectStatements:
             SELECT_EXPIRY,
             CLEANUP,
             *self.listings.values(),
+            *self.due.values(),
         )
 
 

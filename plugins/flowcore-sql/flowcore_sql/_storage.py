@@ -2,7 +2,8 @@
 
 A backend subclass supplies the connection: how to open it, how to run one statement (returning
 its first row, all its rows, or the number of rows it changed), how to migrate, and how to close.
-Everything a user sees — compare-and-set, expiry, listing, messages — lives here, once.
+Everything a user sees — compare-and-set, expiry, listing, due sessions, messages — lives here,
+once.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from flowcore_sql._options import MAX_DELAY
 from flowcore_sql._statements import (
     CLEANUP,
     DELETE,
+    DUE,
     SELECT,
     SELECT_EXPIRY,
     SELECT_STORED,
@@ -133,7 +135,8 @@ class SqlSessionStorage(SessionStorage):
 
         Version 0 creates the session (an expired one with the same id is replaced). A refused
         save raises SessionConflict and stores nothing. Unless the session has its own expiry
-        (:meth:`set_expiry`), the save renews it to now + ``ttl``.
+        (:meth:`set_expiry`), the save renews it to now + ``ttl``. The row's ``wake_at`` becomes
+        the session's (NULL when it waits for no time), for :meth:`due_sessions`.
         """
         session_id = self._check_id(session.id)
         self._check_writable(f"save session {quote_id(session_id)}")
@@ -148,6 +151,7 @@ class SqlSessionStorage(SessionStorage):
             "current_task_id": copies[1],
             "status_message": copies[2],
             "is_completed": session.is_completed,
+            "wake_at": None if session.wake_at is None else _utc(session.wake_at),
             "blob": blob,
             "expected_version": expected,
             "new_version": expected + 1,
@@ -193,6 +197,32 @@ class SqlSessionStorage(SessionStorage):
             rows = await self._all(statement, params)
         except self._driver_errors as exc:
             raise self._failure("list the sessions in", exc) from exc
+        return [row[0] for row in rows]
+
+    async def due_sessions(
+        self, now: datetime | None = None, limit: int | None = None
+    ) -> list[str]:
+        """The ids of the live sessions whose ``wake_at`` is at or before ``now``, earliest
+        ``wake_at`` first (ties by id, by code point), at most ``limit`` of them (None: all).
+
+        ``now`` is an aware datetime, or None for the database's clock (PostgreSQL's ``now()``;
+        SQLite's ``'now'``, the clock of the machine running the process). Expired sessions
+        are never due. The call reads a partial index on ``(wake_at, id)`` of the waiting
+        sessions: with a limit, only its first due entries, however many sessions are stored.
+        """
+        self.check_due(now, limit)
+        params: dict[str, Any] = {}
+        if now is not None:
+            params["now"] = _utc(now)
+        if limit is not None:
+            params["limit"] = min(limit, _MAX_LIMIT)
+        statement = DUE[now is not None, limit is not None]
+        if not self._ready:
+            await self._start()
+        try:
+            rows = await self._all(statement, params)
+        except self._driver_errors as exc:
+            raise self._failure("find the due sessions in", exc) from exc
         return [row[0] for row in rows]
 
     async def close(self) -> None:
@@ -319,6 +349,16 @@ class SqlSessionStorage(SessionStorage):
         """What the user can do about ``exc``, if the backend knows."""
         return None
 
+    def _outdated_schema(self) -> str:
+        """The hint for a column the code uses that the database lacks: migrations not applied."""
+        how = "run `await storage.migrate()`, or `flowcore db migrate URL`"
+        if self._read_only:
+            return (
+                "The database's tables are older than this flowcore-sql, and a read-only storage "
+                f"applies no migration: open it read-write once, or {how}"
+            )
+        return f"The database's tables are older than this flowcore-sql: {how}"
+
     def _save_outcome(self, exc: BaseException) -> str | None:
         """What became of a save that failed with ``exc``, if the backend knows: rolled back
         (nothing stored), or perhaps stored all the same (the connection broke)."""
@@ -441,6 +481,19 @@ def describe_error(exc: BaseException) -> str:
     root = root_error(exc)
     text = str(root).strip() or "no details"
     return f"{type(root).__name__}: {text}"
+
+
+_EARLIEST = datetime.min.replace(tzinfo=_UTC)
+_LATEST = datetime.max.replace(tzinfo=_UTC)
+
+
+def _utc(when: datetime) -> datetime:
+    """``when`` in UTC, as the columns keep times; an instant before the year 1 or after 9999
+    in UTC, which Python cannot hold in UTC, as the earliest or latest instant it can."""
+    try:
+        return when.astimezone(_UTC)
+    except OverflowError:
+        return _EARLIEST if when.year == datetime.min.year else _LATEST
 
 
 def _without_nul(text: str | None) -> str | None:

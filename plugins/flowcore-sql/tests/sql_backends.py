@@ -183,15 +183,36 @@ class Backend:
             )
         return {row[0]: bool(row[1]) for row in rows}
 
+    async def indexes(self, table: str) -> set[str]:
+        """The names of the indexes of ``table`` that were made by name (not the primary key's)."""
+        if self.name == "sqlite":
+            rows = await self.fetch(
+                "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ? "
+                "AND sql IS NOT NULL",
+                table,
+            )
+        else:
+            rows = await self.fetch(
+                "SELECT indexname FROM pg_indexes WHERE schemaname = $1 AND tablename = $2 "
+                "AND indexname <> $2 || '_pkey'",
+                self.schema,
+                table,
+            )
+        return {row[0] for row in rows}
+
     async def put_row(self, session_id: str, version: int, blob: bytes) -> None:
         """Store ``blob`` under ``session_id`` as is, bypassing ``save``."""
         placeholders = (
-            "?, 'g', 't', NULL, false, ?, ?, '2024-01-01', '2024-01-01', NULL, false"
+            "?, 'g', 't', false, ?, ?, '2024-01-01', '2024-01-01', false"
             if self.name == "sqlite"
-            else "$1, 'g', 't', NULL, false, $2, $3, now(), now(), NULL, false"
+            else "$1, 'g', 't', false, $2, $3, now(), now(), false"
         )
         await self.execute(
-            f"INSERT INTO flowcore_sessions VALUES ({placeholders})", session_id, version, blob
+            "INSERT INTO flowcore_sessions (id, graph_id, current_task_id, is_completed, version, "
+            f"blob, created_at, updated_at, own_expiry) VALUES ({placeholders})",
+            session_id,
+            version,
+            blob,
         )
 
     async def _connection(self) -> asyncpg.Connection:

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime, timezone
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 from flowcore_sql import MIGRATIONS, Migration, PostgresSessionStorage, SqlSessionStorage, _migrate
-from flowcore_sql._schema import sessions
+from flowcore_sql._schema import WAKE_AT_INDEX, migrations, sessions
 from sql_backends import Backend, new_schema
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.schema import CreateTable
 
 from flowcore import Session, StorageError
+from flowcore.codec import encode_session
+
+NOW = datetime(2030, 1, 1, tzinfo=timezone.utc)
 
 
 @pytest.fixture
@@ -38,6 +44,15 @@ def test_a_migration_shows_its_sql_for_a_dba(dialect: sa.engine.Dialect) -> None
     assert statements[0].startswith("CREATE TABLE flowcore_sessions (")
     assert "expires_at" in statements[1]
 
+    add_column, index = MIGRATIONS[1].sql(dialect)
+    timestamp = "TIMESTAMP WITH TIME ZONE" if dialect.name == "postgresql" else "DATETIME"
+    assert add_column == f"ALTER TABLE flowcore_sessions ADD COLUMN wake_at {timestamp}"
+    id_by_code_point = 'id COLLATE "C"' if dialect.name == "postgresql" else "id"
+    assert index == (
+        f"CREATE INDEX {WAKE_AT_INDEX} ON flowcore_sessions (wake_at, {id_by_code_point}) "
+        "WHERE wake_at IS NOT NULL"
+    )
+
 
 async def test_connecting_applies_every_migration_once(empty: Backend) -> None:
     storage = await empty.open()
@@ -63,6 +78,7 @@ async def test_the_migrated_tables_are_the_ones_the_code_uses(empty: Backend) ->
     columns = await empty.columns("flowcore_sessions")
 
     assert columns == {column.name: column.nullable for column in sessions.columns}
+    assert await empty.indexes("flowcore_sessions") == {index.name for index in sessions.indexes}
 
 
 async def test_storages_starting_together_apply_each_migration_once(empty: Backend) -> None:
@@ -77,7 +93,9 @@ async def test_a_failing_migration_leaves_nothing_behind(
     empty: Backend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     half_way = (sa.text("CREATE TABLE half_way (x INT)"), sa.text("NOT SQL"))
-    broken = Migration(2, "A migration that fails half way", half_way)  # type: ignore[arg-type]
+    broken = Migration(  # type: ignore[arg-type]
+        len(MIGRATIONS) + 1, "A migration that fails half way", half_way
+    )
     monkeypatch.setattr(_migrate, "MIGRATIONS", (*MIGRATIONS, broken))
 
     with pytest.raises(StorageError, match="Could not apply the migrations"):
@@ -85,6 +103,86 @@ async def test_a_failing_migration_leaves_nothing_behind(
 
     # One transaction: not even migration 1 stayed.
     assert await empty.tables() == set()
+
+
+# -- from the previous schema ----------------------------------------------------------------------
+
+
+async def make_version_1(backend: Backend) -> None:
+    """The database as a flowcore-sql with migration 1 only left it, holding one session."""
+    dialect = sqlite.dialect() if backend.name == "sqlite" else postgresql.dialect()
+    if backend.name == "postgresql":
+        await backend.execute(f'CREATE SCHEMA "{backend.schema}"')
+    for statement in [
+        *MIGRATIONS[0].sql(dialect),
+        str(CreateTable(migrations).compile(dialect=dialect)),
+    ]:
+        await backend.execute(statement)
+    await backend.execute(
+        f"INSERT INTO flowcore_migrations VALUES (1, '{MIGRATIONS[0].description}', "
+        "'2024-01-01 00:00:00')"
+    )
+    blob = encode_session(Session.new_from_task("old", "start", context={"kept": True}))
+    blob_param = "?" if backend.name == "sqlite" else "$1"
+    await backend.execute(  # the eleven columns of migration 1, in its order
+        "INSERT INTO flowcore_sessions VALUES ('old', 'default', 'start', NULL, false, 1, "
+        f"{blob_param}, '2024-01-01 00:00:00', '2024-01-01 00:00:00', NULL, false)",
+        blob,
+    )
+
+
+async def test_connecting_to_a_database_of_the_previous_schema_adds_wake_at_and_its_index(
+    empty: Backend,
+) -> None:
+    await make_version_1(empty)
+
+    storage = await empty.open()
+
+    assert await applied(empty) == [(m.version, m.description) for m in MIGRATIONS]
+    columns = await empty.columns("flowcore_sessions")
+    assert columns == {column.name: column.nullable for column in sessions.columns}
+    assert await empty.indexes("flowcore_sessions") == {index.name for index in sessions.indexes}
+    old = await storage.get("old")  # the stored sessions are as they were
+    assert old is not None
+    assert (old.version, old.context.get("kept"), old.wake_at) == (1, True, None)
+    assert await storage.due_sessions(NOW) == []
+    old.wake_at = NOW
+    await storage.save(old)
+    assert await storage.due_sessions(NOW) == ["old"]
+
+
+async def test_a_storage_that_does_not_migrate_says_the_previous_schema_needs_migrating(
+    empty: Backend,
+) -> None:
+    await make_version_1(empty)
+    storage = await empty.open(migrate=False)
+    older = r"tables are older than this flowcore-sql: run `await storage.migrate\(\)`"
+
+    old = await storage.get("old")  # reading a session needs nothing new
+    assert old is not None
+    with pytest.raises(StorageError, match=f"^Could not find the due sessions in .*{older}"):
+        await storage.due_sessions()
+    with pytest.raises(StorageError, match=f"^Could not save session 'old' to .*{older}"):
+        await storage.save(old)
+
+    assert await storage.migrate() == [2]
+    await storage.save(old)
+    assert await storage.due_sessions() == []
+
+
+async def test_a_read_only_storage_says_how_to_migrate_the_previous_schema(
+    tmp_path: Path,
+) -> None:
+    backend = Backend("sqlite", tmp_path, None)  # read-only mode is SQLite's
+    try:
+        await make_version_1(backend)
+        storage = await backend.open(read_only=True)
+
+        assert await storage.get("old") is not None
+        with pytest.raises(StorageError, match="read-only storage applies no migration"):
+            await storage.due_sessions()
+    finally:
+        await backend.close()
 
 
 async def test_without_prepared_statements_steps_leave_none_on_the_server(
