@@ -3,7 +3,8 @@
 A client process runs under ``faketime`` with its clock two hours ahead, against the real
 PostgreSQL server, while this process (and the server) keep the true time. To that client, a
 session with an hour left must still be live: visible, listed, not replaced by a create and not
-deleted by a cleanup; and the expiries it sets count from the server's now.
+deleted by a cleanup; the expiries it sets count from the server's now; and a session that waits
+for a time an hour away is not yet due.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ CLIENT = textwrap.dedent(
             os.environ["TEST_URL"], schema=os.environ["TEST_SCHEMA"], ttl=3600
         )
         async with storage:
+            seen["due"] = await storage.due_sessions()
             live = await storage.get("live")
             seen["live_seen"] = live is not None
             seen["listed"] = await storage.list_sessions()
@@ -103,13 +105,18 @@ async def test_a_client_whose_clock_is_ahead_neither_expires_nor_replaces_live_s
         await storage.save(Session.new_from_task("other", "start"))
         await storage.save(Session.new_from_task("dead", "start"))
         await storage.set_expiry("dead", -1)  # expired a second ago, by the server's clock
+        for session_id, wait in (("woke", -60), ("waits", 3600)):
+            waiting = Session.new_from_task(session_id, "start")
+            waiting.wake_at = datetime.now(timezone.utc) + timedelta(seconds=wait)
+            await storage.save(waiting)
         started = time.time()
 
         seen = run_ahead(faketime, postgres_url, schema)
 
         assert float(seen["clock"]) > started + AHEAD.total_seconds() - 60  # type: ignore[arg-type]
         assert seen["live_seen"] is True
-        assert seen["listed"] == ["live", "other"]
+        assert seen["due"] == ["woke"]  # "waits" has an hour to go by the server's clock
+        assert seen["listed"] == ["live", "other", "waits", "woke"]
         assert seen["create_of_live"] == "conflict"
         assert seen["cleaned_up"] == 1  # the session that had expired, and no other
         live = await storage.get("live")
