@@ -171,7 +171,8 @@ STORED = 20_000
 
 async def fill(backend: Backend) -> None:
     """STORED sessions: every 1,000th due at NOW, a third of the others waiting for later, the
-    rest for nothing; then the statistics a database keeps up to date by itself."""
+    rest for nothing. PostgreSQL then gathers its statistics, as autovacuum soon would; SQLite
+    keeps none unless asked to, as in most SQLite files."""
     due_blob = encode_session(waiting("x", NOW))
     idle_blob = encode_session(waiting("x", None))
     if backend.name == "sqlite":
@@ -204,7 +205,8 @@ async def fill(backend: Backend) -> None:
         due_blob,
         idle_blob,
     )
-    await backend.execute("ANALYZE flowcore_sessions")
+    if backend.name == "postgresql":
+        await backend.execute("ANALYZE flowcore_sessions")
 
 
 async def plans(backend: Backend, storage: SqlSessionStorage) -> dict[tuple[str, bool], str]:
