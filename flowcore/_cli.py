@@ -168,6 +168,12 @@ def _add_sessions(commands: argparse._SubParsersAction[_Parser]) -> None:
     storage_option(listing)
     listing.add_argument("--limit", type=_count, metavar="N", help="at most N ids")
     listing.add_argument("--after", metavar="ID", help="only the ids after ID (for paging)")
+    listing.add_argument(
+        "--due",
+        action="store_true",
+        help="only the sessions whose wait for a time (NextAction.WaitUntil) is over, by the "
+        "storage's clock, earliest first",
+    )
     listing.add_argument("--json", action="store_true", help="print a JSON list instead")
 
     show = actions.add_parser(
@@ -315,7 +321,14 @@ def _run(parser: _Parser, args: argparse.Namespace) -> int:
         return asyncio.run(migrate_command(args.url))
     url = _storage_url(parser, args.storage)
     if args.sessions_command == "list":
-        return asyncio.run(list_command(url, limit=args.limit, after=args.after, as_json=args.json))
+        if args.due and args.after is not None:
+            parser.error(
+                "sessions list: --after pages through the sorted ids; --due lists the due "
+                "sessions earliest first, to take with --limit N"
+            )
+        return asyncio.run(
+            list_command(url, limit=args.limit, after=args.after, as_json=args.json, due=args.due)
+        )
     if args.sessions_command == "show":
         return asyncio.run(show_command(url, args.session_id))
     if args.sessions_command == "delete":

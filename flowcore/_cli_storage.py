@@ -66,21 +66,38 @@ async def _storage(url: str) -> AsyncIterator[SessionStorage]:
         yield storage
 
 
-async def list_command(url: str, *, limit: int | None, after: str | None, as_json: bool) -> int:
+async def list_command(
+    url: str, *, limit: int | None, after: str | None, as_json: bool, due: bool = False
+) -> int:
     async with _storage(url) as storage:
-        try:
-            ids = await storage.list_sessions(limit=limit, after=after)
-        except NotImplementedError:
-            raise CliError(
-                f"the {scheme_of(url)}:// backend ({type(storage).__name__}) cannot list sessions; "
-                "look one up by id: flowcore sessions show ID --storage URL"
-            ) from None
+        if due:
+            ids = await _due_ids(url, storage, limit)
+        else:
+            try:
+                ids = await storage.list_sessions(limit=limit, after=after)
+            except NotImplementedError:
+                raise CliError(
+                    f"the {scheme_of(url)}:// backend ({type(storage).__name__}) cannot list "
+                    "sessions; look one up by id: flowcore sessions show ID --storage URL"
+                ) from None
     if as_json:
         print(json.dumps(ids, indent=2, ensure_ascii=False))
     else:
         for session_id in ids:
             print(session_id)
     return 0
+
+
+async def _due_ids(url: str, storage: SessionStorage, limit: int | None) -> list[str]:
+    """The ids of the sessions due now by the storage's own clock, earliest first."""
+    try:
+        return await storage.due_sessions(None, limit)
+    except NotImplementedError:
+        raise CliError(
+            f"the {scheme_of(url)}:// backend ({type(storage).__name__}) cannot tell which "
+            "sessions are due (it does not implement due_sessions); see when one wakes with: "
+            "flowcore sessions show ID --storage URL"
+        ) from None
 
 
 async def show_command(url: str, session_id: str) -> int:

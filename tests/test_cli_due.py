@@ -1,0 +1,183 @@
+"""`flowcore sessions list --due`: the sessions whose wait for a time is over, from a shell.
+
+Run as a user runs it, in a process of its own, on a SQLite file that another process filled
+(an in-memory storage would be gone by then).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from flowcore import (
+    FlowRunner,
+    GraphBuilder,
+    NextAction,
+    Session,
+    SessionStorage,
+    TaskResult,
+    hookimpl,
+    open_storage,
+    register_plugin,
+    task,
+)
+from flowcore._cli import main
+
+UTC = timezone.utc
+
+
+def flowcore(*args: str, cwd: Path) -> tuple[int, str, str]:
+    """Run the flowcore command as a user does, with flowcore-sql loaded."""
+    done = subprocess.run(
+        [sys.executable, "-m", "flowcore", *args],
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        check=False,
+        timeout=60,
+        cwd=cwd,
+        env={**os.environ, "FLOWCORE_LOAD_PLUGINS": "sql"},
+    )
+    return done.returncode, done.stdout, done.stderr
+
+
+def waiting(session_id: str, wake_in: timedelta | None) -> Session:
+    session = Session.new_from_task(session_id, "remind", graph_id="reminders")
+    session.wake_at = None if wake_in is None else datetime.now(UTC) + wake_in
+    return session
+
+
+@pytest.fixture
+def db(installed_plugins, tmp_path: Path) -> str:
+    """A SQLite file holding sessions due now, one due later, one waiting for nothing and one
+    due but expired; its URL."""
+    installed_plugins("sql")
+    url = f"sqlite:///{tmp_path / 'reminders.db'}"
+
+    async def fill() -> None:
+        async with open_storage(url) as storage:
+            await storage.save(waiting("due-a-minute-ago", timedelta(minutes=-1)))
+            await storage.save(waiting("due-an-hour-ago", timedelta(hours=-1)))
+            await storage.save(waiting("due-in-an-hour", timedelta(hours=1)))
+            await storage.save(waiting("waits-for-nothing", None))
+            await storage.save(waiting("expired", timedelta(hours=-2)))
+            await storage.set_expiry("expired", 0)
+
+    asyncio.run(fill())
+    return url
+
+
+def test_list_due_prints_the_due_ids_earliest_first(db: str, tmp_path: Path) -> None:
+    assert flowcore("sessions", "list", "--due", "--storage", db, cwd=tmp_path) == (
+        0,
+        "due-an-hour-ago\ndue-a-minute-ago\n",
+        "",
+    )
+
+
+def test_list_due_takes_limit_and_json(db: str, tmp_path: Path) -> None:
+    code, out, err = flowcore(
+        "sessions", "list", "--due", "--limit", "1", "--json", "--storage", db, cwd=tmp_path
+    )
+
+    assert (code, err) == (0, "")
+    assert json.loads(out) == ["due-an-hour-ago"]
+
+
+def test_list_due_on_a_database_with_none_due_prints_nothing(installed_plugins, tmp_path: Path):
+    installed_plugins("sql")
+    url = f"sqlite:///{tmp_path / 'quiet.db'}"
+
+    async def fill() -> None:
+        async with open_storage(url) as storage:
+            await storage.save(waiting("later", timedelta(days=1)))
+
+    asyncio.run(fill())
+
+    assert flowcore("sessions", "list", "--due", "--storage", url, cwd=tmp_path) == (0, "", "")
+    assert flowcore("sessions", "list", "--due", "--json", "--storage", url, cwd=tmp_path)[1] == (
+        "[]\n"
+    )
+
+
+@task("ask")
+def ask(ctx):
+    return TaskResult("reminder set", NextAction.WaitUntil(timedelta(0)))
+
+
+@task("remind")
+def remind(ctx):
+    return TaskResult("reminded", NextAction.End)
+
+
+def test_a_session_a_step_scheduled_is_listed_due_until_a_step_wakes_it(
+    installed_plugins, tmp_path: Path
+) -> None:
+    installed_plugins("sql")
+    url = f"sqlite:///{tmp_path / 'flow.db'}"
+    graph = GraphBuilder("reminders").add_task(ask).add_task(remind).add_edge("ask", "remind")
+
+    async def step() -> None:
+        async with open_storage(url) as storage:
+            runner = FlowRunner(graph.build(), storage)
+            if await storage.get("claim-7") is None:
+                await runner.create_session("claim-7")
+            await runner.run("claim-7")
+
+    asyncio.run(step())  # waits until now: due at once
+    assert flowcore("sessions", "list", "--due", "--storage", url, cwd=tmp_path)[1] == "claim-7\n"
+
+    asyncio.run(step())  # wakes it: remind runs, the session completes
+    assert flowcore("sessions", "list", "--due", "--storage", url, cwd=tmp_path)[1] == ""
+
+
+def test_due_with_after_is_refused_as_a_bad_command_line(db: str, tmp_path: Path) -> None:
+    code, out, err = flowcore(
+        "sessions", "list", "--due", "--after", "a", "--storage", db, cwd=tmp_path
+    )
+
+    assert (code, out) == (2, "")
+    assert err == (
+        "flowcore: error: sessions list: --after pages through the sorted ids; --due lists the "
+        "due sessions earliest first, to take with --limit N\n"
+    )
+
+
+class Timeless(SessionStorage):
+    """A backend that implements the contract and nothing optional."""
+
+    async def get(self, session_id):
+        return None
+
+    async def save(self, session):
+        session.version += 1
+
+    async def delete(self, session_id):
+        pass
+
+
+class TimelessPlugin:
+    @hookimpl
+    def flowcore_register_storage(self, register):
+        register("timeless", lambda url, **options: Timeless())
+
+
+def test_a_backend_without_due_sessions_says_so_in_one_line(capsys) -> None:
+    register_plugin(TimelessPlugin())
+
+    code = main(["sessions", "list", "--due", "--storage", "timeless://"])
+
+    out, err = capsys.readouterr()
+    assert (code, out) == (1, "")
+    assert err == (
+        "flowcore: the timeless:// backend (Timeless) cannot tell which sessions are due (it "
+        "does not implement due_sessions); see when one wakes with: flowcore sessions show ID "
+        "--storage URL\n"
+    )
