@@ -20,7 +20,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 from flowcore_sql import PostgresSessionStorage
-from sql_backends import new_schema
+from sql_backends import new_schema, run_sync
 
 from flowcore import Session
 
@@ -131,3 +131,32 @@ async def test_a_client_whose_clock_is_ahead_neither_expires_nor_replaces_live_s
         # Counted from the server's now, not from the client's two hours ahead.
         assert abs(other - (now + timedelta(seconds=600))) < timedelta(minutes=1)
         assert abs(created - (now + timedelta(hours=1))) < timedelta(minutes=1)
+
+
+def test_the_command_lists_the_sessions_due_by_the_servers_clock(
+    postgres_url: str, faketime: str
+) -> None:
+    schema = new_schema()
+
+    async def store() -> None:
+        async with PostgresSessionStorage(postgres_url, schema=schema) as storage:
+            for session_id, wait in (("woke", -60), ("waits", 3600)):
+                waiting = Session.new_from_task(session_id, "start")
+                waiting.wake_at = datetime.now(timezone.utc) + timedelta(seconds=wait)
+                await storage.save(waiting)
+
+    run_sync(store())
+    ahead = [faketime, "-f", f"+{int(AHEAD.total_seconds())}s"]
+    command = ["sessions", "list", "--due", "--storage", f"{postgres_url}?schema={schema}"]
+
+    done = subprocess.run(
+        [*ahead, sys.executable, "-m", "flowcore", *command],
+        env={**os.environ, "FLOWCORE_LOAD_PLUGINS": "sql", "FAKETIME_DONT_FAKE_MONOTONIC": "1"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    # "waits" has an hour to go by the server's clock, whatever the command's clock says.
+    assert (done.returncode, done.stdout, done.stderr) == (0, "woke\n", "")
