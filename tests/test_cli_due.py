@@ -9,12 +9,17 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from flowcore_sql import MIGRATIONS
+from flowcore_sql._schema import migrations
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.schema import CreateTable
 
 from flowcore import (
     FlowRunner,
@@ -148,6 +153,67 @@ def test_due_with_after_is_refused_as_a_bad_command_line(db: str, tmp_path: Path
         "flowcore: error: sessions list: --after pages through the sorted ids; --due lists the "
         "due sessions earliest first, to take with --limit N\n"
     )
+
+
+# -- a database an earlier flowcore-sql made -------------------------------------------------------
+
+
+@pytest.fixture
+def older_db(installed_plugins, tmp_path: Path) -> Path:
+    """A SQLite file as flowcore-sql with its first migration only left it: no wake_at yet."""
+    installed_plugins("sql")
+    path = tmp_path / "older.db"
+    dialect = sqlite.dialect()
+    with sqlite3.connect(path) as connection:
+        for statement in [
+            *MIGRATIONS[0].sql(dialect),
+            str(CreateTable(migrations).compile(dialect=dialect)),
+        ]:
+            connection.execute(statement)
+        connection.execute(
+            "INSERT INTO flowcore_migrations VALUES (1, ?, '2024-01-01 00:00:00.000000')",
+            (MIGRATIONS[0].description,),
+        )
+    connection.close()
+    return path
+
+
+def test_list_due_on_an_older_database_migrates_it_first(older_db: Path) -> None:
+    url = f"sqlite:///{older_db}"
+
+    assert flowcore("sessions", "list", "--due", "--storage", url, cwd=older_db.parent) == (
+        0,
+        "",
+        "",
+    )
+    assert flowcore("db", "migrate", url, cwd=older_db.parent) == (0, f"{url} is up to date\n", "")
+
+
+def test_list_due_on_an_older_database_opened_read_only_says_to_migrate(older_db: Path) -> None:
+    url = f"sqlite:///{older_db}"
+
+    code, out, err = flowcore(
+        "sessions", "list", "--due", "--storage", f"{url}?mode=ro", cwd=older_db.parent
+    )
+
+    assert (code, out) == (1, "")
+    assert err.startswith("flowcore: StorageError: Could not find the due sessions in ")
+    assert "a read-only storage applies no migration" in err
+    assert "flowcore db migrate URL" in err
+    assert err.count("\n") == 1
+
+
+def test_db_migrate_on_an_older_database_applies_what_it_lacks(older_db: Path) -> None:
+    url = f"sqlite:///{older_db}"
+
+    assert flowcore("db", "migrate", url, cwd=older_db.parent) == (
+        0,
+        f"applied migration 2 to {url}\n",
+        "",
+    )
+
+
+# -- a backend that cannot tell --------------------------------------------------------------------
 
 
 class Timeless(SessionStorage):
