@@ -62,8 +62,8 @@ unknown session, a bad body or header, a stale If-Match) is an ordinary error an
 A session is answered as ``flowcore.session_as_json`` shows it (what ``flowcore sessions show``
 prints): every value the context can hold comes out as JSON, a Decimal or a date as text.
 
-Errors are JSON ``{"error": ...}``: 400 a bad Idempotency-Key or If-Match header (the answer
-names it); 404 unknown session (or an id no session can have); 408 the body came too slowly;
+Errors are JSON ``{"error": ...}``: 400 a bad Idempotency-Key or If-Match header (named in
+"header"); 404 unknown session (or an id no session can have); 408 the body came too slowly;
 409 the session is busy (another request saved it first: SessionConflict), it is not at the
 "expect_task" sent, or the id is taken; 412 it is not at the If-Match version; 413 the body is
 too large; 422 a body that is not what the table says; 500 a task failed (the answer names an
@@ -820,7 +820,8 @@ async def delete_session(request: Request) -> Response:
 
 async def refused(request: Request, exc: Exception) -> JSONResponse:
     status = getattr(exc, "status", 422)
-    return error(status, str(exc), close=getattr(exc, "close", False))
+    named = {"header": exc.header} if isinstance(exc, BadHeader) else {}
+    return error(status, str(exc), close=getattr(exc, "close", False), **named)
 
 
 async def no_such_id(request: Request, exc: Exception) -> JSONResponse:

@@ -508,6 +508,8 @@ def test_a_header_the_service_cannot_use_is_400_naming_it(server, headers, error
 
         assert answer.status_code == 400
         assert error in answer.json()["error"]
+        named = dict(headers) if isinstance(headers, list) else headers
+        assert answer.json()["header"] == next(iter(named))
         assert client.get(f"/sessions/{session_id}").json()["version"] == 1
 
 
