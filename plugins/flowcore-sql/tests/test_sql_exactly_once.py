@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
+import os
 import sys
 import textwrap
 import time
@@ -26,7 +26,7 @@ from flowcore import (
 )
 
 # The workflow of every test here, also written out for the worker processes.
-WORKFLOW = '''
+WORKFLOW = """
 import asyncio
 from flowcore import Context, GraphBuilder, NextAction, TaskResult, task
 
@@ -46,9 +46,11 @@ GRAPH = (
     GraphBuilder("survey").add_task(answer).add_task(next_question)
     .add_edge("answer", "next_question").build()
 )
-'''
+"""
 
-WORKER = WORKFLOW + '''
+WORKER = (
+    WORKFLOW
+    + """
 import json, sys, time
 from flowcore import FlowRunner, open_storage
 
@@ -71,10 +73,11 @@ async def main(url: str, start_at: float, copies: int) -> None:
     ]))
 
 asyncio.run(main(sys.argv[1], float(sys.argv[2]), int(sys.argv[3])))
-'''
+"""
+)
 
 namespace: dict[str, object] = {}
-exec(compile(WORKFLOW, "workflow", "exec"), namespace)  # noqa: S102  (our own source, above)
+exec(compile(WORKFLOW, "workflow", "exec"), namespace)  # our own source, above
 GRAPH = namespace["GRAPH"]
 
 
@@ -118,19 +121,27 @@ async def test_20_duplicates_across_4_processes_apply_once(
     script = tmp_path / "worker.py"
     script.write_text(textwrap.dedent(WORKER), "utf-8")
     start_at = time.time() + 3.0  # all four are up and connected by then
+    # The workers load the SQL plugin whatever plugins the test run restricts itself to.
+    env = {**os.environ, "FLOWCORE_LOAD_PLUGINS": "sql"}
     workers = [
-        subprocess.Popen(
-            [sys.executable, str(script), url_of(backend), str(start_at), "5"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(script),
+            url_of(backend),
+            str(start_at),
+            "5",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=env,
         )
         for _ in range(4)
     ]
-    outputs = [worker.communicate(timeout=120) for worker in workers]
+    outputs = await asyncio.wait_for(
+        asyncio.gather(*(worker.communicate() for worker in workers)), 120
+    )
 
-    for worker, (_out, err) in zip(workers, outputs):
-        assert worker.returncode == 0, err
+    for worker, (_out, err) in zip(workers, outputs, strict=True):
+        assert worker.returncode == 0, err.decode()
     results = [result for out, _err in outputs for result in json.loads(out)]
     assert len(results) == 20
     errors = [r for r in results if isinstance(r, str)]
