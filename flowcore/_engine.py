@@ -351,10 +351,12 @@ async def execute_session(
     if not_run is not None:
         return not_run
     step = StepRun(graph.id, graph._tasks, graph._routes, graph.max_steps, session)
-    if observers is not None or sink is not None:
-        return await _execute_observed(graph, session, step, observers or _NO_OBSERVERS, sink)
-    # The kernel runs plain tasks inline; the engine awaits async ones and takes the full
-    # path (own timeout, retries) for the rest.
+    if observers is not None:
+        return await _execute_observed(graph, session, step, observers, sink)
+    # The kernel runs plain tasks inline (telling the sink, if any, of each task's start and
+    # end); the engine awaits async ones and takes the full path (own timeout, retries) for
+    # the rest.
+    step.sink = sink
     default_timeout = graph.task_timeout
     while True:
         status = step.run_inline()
@@ -378,9 +380,6 @@ async def execute_session(
                 tuple(step.records),
                 False,
             )
-
-
-_NO_OBSERVERS = Observers((), ())
 
 
 async def _execute_observed(

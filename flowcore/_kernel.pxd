@@ -19,6 +19,7 @@ cdef class StepRun:
     cdef public object result
     cdef public dict routes
     cdef public object session
+    cdef public object sink
     cdef public object task
     cdef public str task_id
     cdef public dict tasks

@@ -168,6 +168,7 @@ class StepRun:
         "result",
         "routes",
         "session",
+        "sink",
         "task",
         "task_id",
         "tasks",
@@ -193,6 +194,7 @@ class StepRun:
         self.pending: Any = None
         self.result: TaskResult | None = None
         self.records: list[TaskRecord] = []  # one per task applied, in order
+        self.sink: Any = None  # told of each task's start and end (FlowRunner.stream), or None
 
     def begin(self) -> Any:
         """The session's current task, counted against ``max_steps``."""
@@ -220,8 +222,11 @@ class StepRun:
     def run_inline(self) -> ExecutionStatus | None:
         """Run tasks until the step ends (its status) or the engine must take over (None)."""
         ctx = self.ctx
+        sink = self.sink
         while True:
             task = self.begin()
+            if sink is not None:
+                sink.task_started(self.task_id)
             if task.retry is not None or task.timeout is not None:
                 self.pending = None
                 return None
@@ -234,8 +239,11 @@ class StepRun:
                     self.pending = result
                     return None
                 raise not_a_result(self.task_id, result)
-            self.records.append(task_record(self.task_id, result))
+            record = task_record(self.task_id, result)
+            self.records.append(record)
             status = apply_result(self.routes, self.tasks, self.session, self.task_id, result)
+            if sink is not None:
+                sink.task_ended(record)
             if status is not None:
                 self.result = result
                 return status
@@ -244,8 +252,11 @@ class StepRun:
         """Apply the result of the task the engine ran; the step's status, or None to go on."""
         if not isinstance(result, TaskResult):
             raise not_a_result(self.task_id, result)
-        self.records.append(task_record(self.task_id, result))
+        record = task_record(self.task_id, result)
+        self.records.append(record)
         status = apply_result(self.routes, self.tasks, self.session, self.task_id, result)
+        if self.sink is not None:
+            self.sink.task_ended(record)
         if status is not None:
             self.result = result
         return status

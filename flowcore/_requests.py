@@ -1,10 +1,12 @@
 """The record of a session's recent request ids: what ``run(request_id=...)`` answers a replay with.
 
 A step run with a ``request_id`` appends one entry to ``session._requests`` before the session
-is saved, so the entry is stored by the same compare-and-set as the step. An entry holds the
-result as the step returned it, in plain msgpack values only::
+is saved, so the entry is stored by the same compare-and-set as the step. An entry is
+``[request_id, result]``, ``result`` being the result as the step returned it, packed once
+with msgpack (plain values only) when it is recorded, so that the steps after it load and save
+it as one bytes value rather than build and pack its parts every time::
 
-    [request_id, version, current_task_id, response, status, tasks]
+    [version, current_task_id, response, status, tasks]
 
 ``status`` is ``[kind, first, second]`` as in ExecutionStatus (a Scheduled ``wake_at`` as
 integer microseconds since 1970 UTC); each of ``tasks`` is ``[task_id, response,
@@ -15,8 +17,12 @@ a timedelta. Only the last :data:`flowcore._session.RECENT_REQUESTS` entries are
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
+
+import msgpack
 
 from flowcore._errors import SerializationError, StorageError, quote_id
 from flowcore._session import RECENT_REQUESTS, Session
@@ -61,6 +67,19 @@ _SINGLETON_ACTIONS = (
 _SINGLETON_STATUSES = (ExecutionStatus.Completed, ExecutionStatus.WaitingForInput)
 
 
+_LOCAL = threading.local()
+
+
+def _packer() -> msgpack.Packer:
+    """This thread's packer for records (msgpack.packb would make one, with a large buffer,
+    on every call; a Packer is not safe to share between threads)."""
+    packer: msgpack.Packer | None = getattr(_LOCAL, "packer", None)
+    if packer is None:
+        make: Callable[..., msgpack.Packer] = msgpack.Packer  # buf_size is not in its stubs
+        packer = _LOCAL.packer = make(buf_size=1024)
+    return packer
+
+
 class _BadRecord(ValueError):
     """A stored request record that is not what this module writes."""
 
@@ -85,10 +104,22 @@ def find_request(session: Session, request_id: str) -> ExecutionResult | None:
     Raises StorageError naming the session when the recorded entry cannot be read.
     """
     for entry in session._requests:
+        if (
+            type(entry) is not list
+            or len(entry) != 2
+            or type(entry[0]) is not str
+            or type(entry[1]) is not bytes
+        ):
+            raise StorageError(
+                f"Session {quote_id(session.id)} could not be decoded: its record of request "
+                f"ids holds an entry that is not [request id, result]: {quote_id(entry)}"
+            )
         if entry[0] == request_id:
             try:
                 return _replay(session.id, entry)
-            except (_BadRecord, TypeError, ValueError, OverflowError) as exc:
+            except Exception as exc:  # anything msgpack or the checks raise
+                if isinstance(exc, MemoryError):
+                    raise
                 raise StorageError(
                     f"Session {quote_id(session.id)} could not be decoded: its record of request "
                     f"{quote_id(request_id)} is malformed ({exc})"
@@ -139,14 +170,22 @@ def record_request(
         ]
         for record in result._tasks
     ]
-    entry = [
-        request_id,
-        version,
-        session.current_task_id,
-        _text(result._response, "response", None, request_id),
-        [status._kind, status._first, second],
-        tasks,
-    ]
+    try:
+        packed = _packer().pack(
+            [
+                version,
+                session.current_task_id,
+                _text(result._response, "response", None, request_id),
+                [status._kind, status._first, second],
+                tasks,
+            ]
+        )
+    except UnicodeEncodeError as exc:  # a lone surrogate in a response or status message
+        raise SerializationError(
+            f"the result of the step run with request_id {quote_id(request_id)} holds text "
+            f"that is not valid Unicode ({exc.reason}); it cannot be recorded"
+        ) from exc
+    entry = [request_id, packed]
     requests = session._requests
     requests.append(entry)
     if len(requests) > RECENT_REQUESTS:
@@ -205,27 +244,30 @@ def _read_task(value: object) -> TaskRecord:
 
 
 def _replay(session_id: str, entry: list[Any]) -> ExecutionResult:
+    fields = msgpack.unpackb(entry[1])
+    if type(fields) is not list or len(fields) != 5:
+        raise _BadRecord("the recorded result is not an array of 5 fields")
+    version, current_task_id, response, status, tasks = fields
+    if type(version) is not int or type(current_task_id) is not str or type(tasks) is not list:
+        raise _BadRecord("the recorded version, task or tasks have the wrong types")
     return step_result(
-        entry[3],
-        _read_status(entry[4]),
+        _optional_str(response),
+        _read_status(status),
         session_id,
-        entry[1],
-        entry[2],
-        tuple(_read_task(task) for task in entry[5]),
+        version,
+        current_task_id,
+        tuple(_read_task(task) for task in tasks),
         True,
     )
 
 
 def check_requests(value: object) -> list[Any]:
-    """``value`` if it has the shape :func:`record_request` writes; else ValueError.
+    """``value`` if it can be a record as :func:`record_request` writes it; else ValueError.
 
-    The codec calls it on load: it checks each entry's shape and request id, cheaply, on
-    every load of a session that has a record; the rest of an entry is read (and any fault
-    in it reported as StorageError) only when its request id is asked for again.
+    The codec calls it on every load of a session that has a record, so it only checks that
+    the record is a short array: its entries are checked when a request id is looked up
+    (:func:`find_request`), by the steps that carry one, and a fault is a StorageError then.
     """
     if type(value) is not list or len(value) > RECENT_REQUESTS * 4:
         raise _BadRecord("the request record is not a short array")
-    for entry in value:
-        if type(entry) is not list or len(entry) != 6 or type(entry[0]) is not str:
-            raise _BadRecord("a request record entry is malformed")
     return value

@@ -180,10 +180,10 @@ class FlowRunner:
         finally:
             stream_sink.reset(token)
         step.add_done_callback(sink.finish)
-        queue = sink.queue
         try:
             while True:
-                item = await queue.get()
+                items = await sink.next_items()
+                item = items.popleft()
                 if item is END_OF_STEP:
                     break
                 yield item

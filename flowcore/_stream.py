@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+from collections import deque
 from contextvars import ContextVar
 from typing import Any, Literal, NamedTuple
 
@@ -41,26 +42,48 @@ END_OF_STEP: Any = object()
 
 class StreamSink:
     """Where one streamed step's events go: a queue the stream reads, fed from the step's task
-    (and from worker threads, for a plain ``def`` task with its own timeout)."""
+    (and from worker threads, for a plain ``def`` task with its own timeout).
 
-    __slots__ = ("_loop", "_thread", "closed", "queue", "task_id")
+    A deque and one future to wake the reader, rather than an ``asyncio.Queue``: a streamed
+    step puts several events per task, and the queue's bookkeeping cost more than the events.
+    """
+
+    __slots__ = ("_loop", "_thread", "closed", "items", "task_id", "waiter")
 
     def __init__(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._thread = threading.get_ident()
-        self.queue: asyncio.Queue[Any] = asyncio.Queue()
+        self.items: deque[Any] = deque()
+        self.waiter: asyncio.Future[None] | None = None  # set while the reader waits
         self.task_id = ""
         self.closed = False
+
+    def _append(self, item: object) -> None:
+        self.items.append(item)
+        waiter = self.waiter
+        if waiter is not None:
+            self.waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
 
     def _put(self, item: object) -> None:
         if self.closed:
             return  # the step is over: a thread that outlived its timeout is not heard
         if threading.get_ident() == self._thread:
-            self.queue.put_nowait(item)
+            self._append(item)
         else:
             # RuntimeError: the loop is closed, nobody is listening any more
             with contextlib.suppress(RuntimeError):
-                self._loop.call_soon_threadsafe(self.queue.put_nowait, item)
+                self._loop.call_soon_threadsafe(self._append, item)
+
+    async def next_items(self) -> deque[Any]:
+        """The events put so far (waiting until there is one); the caller empties the deque."""
+        items = self.items
+        if not items:
+            waiter = self._loop.create_future()
+            self.waiter = waiter
+            await waiter
+        return items
 
     def task_started(self, task_id: str) -> None:
         self.task_id = task_id
@@ -74,7 +97,7 @@ class StreamSink:
 
     def finish(self, _step: object = None) -> None:
         """The step's task is done (a done callback): end the stream after what is queued."""
-        self.queue.put_nowait(END_OF_STEP)
+        self._append(END_OF_STEP)
         self.closed = True
 
 

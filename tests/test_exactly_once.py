@@ -299,6 +299,20 @@ async def test_a_response_that_is_no_text_cannot_be_recorded_and_nothing_is_stor
     assert (await runner.run("s")).response == 42  # without a request id nothing is recorded
 
 
+async def test_a_response_that_is_not_valid_unicode_cannot_be_recorded():
+    runner = FlowRunner(
+        graph_of(Step("t", NextAction.WaitForInput, response="half \ud800 a pair")),
+        InMemorySessionStorage(),
+        plugins=False,
+    )
+    await runner.create_session("s")
+
+    with pytest.raises(SerializationError, match="request_id 'r-1' holds text that is not valid"):
+        await runner.run("s", request_id="r-1")
+
+    assert (await runner.storage.get("s")).version == 1
+
+
 # -- guards -----------------------------------------------------------------------------------
 
 
@@ -489,7 +503,7 @@ def _blob_with_extras(extras: object) -> bytes:
         ({"wake_at": "soon"}, "wake_at is not an int"),
         ({"wake_at": 2**62}, "malformed"),
         ({"requests": "r-1"}, "request record"),
-        ({"requests": [["r-1", 2]]}, "request record entry is malformed"),
+        ({"requests": [["r-1"]] * 40}, "request record is not a short array"),
         ([1, 2], "extra fields are not a map"),
     ],
 )
@@ -499,23 +513,42 @@ def test_a_malformed_timer_or_request_record_is_a_storage_error(extras, match):
 
 
 @pytest.mark.parametrize(
-    ("entry", "match"),
+    ("result", "match"),
     [
-        (["r-1", 2, "t", None, [9, None, None], []], "status of kind 9"),
-        (["r-1", 2, "t", None, [0, None, None], [["a", None, None, 99]]], "kind 99"),
-        (["r-1", 2, "t", None, [0, None, None], [["a", 5, None, 0]]], "not a str"),
-        (["r-1", 2, "t", None, [0, None, None], [["a", None, None, [6, 2**62]]]], "out of range"),
+        ([2, "t", None, [9, None, None], []], "status of kind 9"),
+        ([2, "t", None, [0, None, None], [["a", None, None, 99]]], "kind 99"),
+        ([2, "t", None, [0, None, None], [["a", 5, None, 0]]], "not a str"),
+        ([2, "t", None, [0, None, None], [["a", None, None, [6, 2**62]]]], "out of range"),
+        ([2, "t"], "not an array of 5 fields"),
+        ("2", "not an array of 5 fields"),
     ],
 )
-async def test_a_malformed_recorded_result_is_a_storage_error_when_asked_for(entry, match):
+async def test_a_malformed_recorded_result_is_a_storage_error_when_asked_for(result, match):
     storage = InMemorySessionStorage()
-    storage._rows["bad"] = (1, _blob_with_extras({"requests": [entry]}))
+    entry = ["r-1", msgpack.packb(result)]
+    storage._rows["bad"] = (1, _blob_with_extras({"requests": [entry, ["r-x", b"\xc1"]]}))
     runner = FlowRunner(graph_of(Step("t")), storage, plugins=False)
 
     with pytest.raises(StorageError, match=f"Session 'bad' .*request 'r-1' is malformed .*{match}"):
         await runner.run("bad", request_id="r-1")
 
+    with pytest.raises(StorageError, match="request 'r-x' is malformed"):
+        await runner.run("bad", request_id="r-x")  # not msgpack at all
     assert (await runner.run("bad", request_id="r-2")).version == 2  # other requests still run
+
+
+@pytest.mark.parametrize(
+    "entry", [["r-1", 2], ["r-1", b"", "extra"], "r-1", [3, b""]], ids=["int", "three", "str", "id"]
+)
+async def test_a_malformed_record_entry_is_a_storage_error_for_a_step_with_a_request_id(entry):
+    storage = InMemorySessionStorage()
+    storage._rows["bad"] = (1, _blob_with_extras({"requests": [entry]}))
+    runner = FlowRunner(graph_of(Step("t", NextAction.GoTo("t"))), storage, plugins=False)
+
+    with pytest.raises(StorageError, match=r"Session 'bad' .*not \[request id, result\]"):
+        await runner.run("bad", request_id="r-2")
+
+    assert (await runner.run("bad")).version == 2  # a step without a request id runs
 
 
 def test_a_plain_session_is_stored_as_before():
