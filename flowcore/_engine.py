@@ -38,7 +38,7 @@ from flowcore._values import (
 if TYPE_CHECKING:
     from flowcore._graph import Graph
 
-__all__ = ["StepSink", "execute_session", "held", "run_child_task", "run_task"]
+__all__ = ["StepSink", "execute_session", "held", "run_child_task", "run_step", "run_task"]
 
 _UTC = timezone.utc
 _COMPLETED = ExecutionStatus.Completed
@@ -340,23 +340,38 @@ async def execute_session(
     observers: Observers | None = None,
     sink: StepSink | None = None,
 ) -> ExecutionResult:
-    """Run the session's current task, and the chain after it, and move the session on.
+    """Run the session's current task, and the chain after it, and move the session on; a
+    completed session, or one waiting for a time still to come, runs nothing.
 
     With ``observers``, tracers see each task and error handlers decide on failures; a
     reported failure ends the step with its Error status and the failed task still current.
     With ``sink``, it is told of each task as it starts and ends.
     The result's ``version`` is left None: the session is not saved here.
     """
-    not_run = held(session)
-    if not_run is not None:
-        return not_run
-    step = StepRun(graph.id, graph._tasks, graph._routes, graph.max_steps, session)
+    if session.is_completed or session.wake_at is not None:
+        not_run = held(session)
+        if not_run is not None:
+            return not_run
+    return await run_step(graph, session, observers, sink, None)
+
+
+async def run_step(
+    graph: Graph,
+    session: Session,
+    observers: Observers | None,
+    sink: StepSink | None,
+    version: int | None,
+) -> ExecutionResult:
+    """:func:`execute_session` for a session already found to be due to run (not completed,
+    not waiting); ``version`` is the result's (what the session is saved as next)."""
+    step = StepRun(graph.id, graph._tasks, graph._routes, graph.max_steps, session, version)
     if observers is not None:
         return await _execute_observed(graph, session, step, observers, sink)
     # The kernel runs plain tasks inline (telling the sink, if any, of each task's start and
     # end); the engine awaits async ones and takes the full path (own timeout, retries) for
     # the rest.
-    step.sink = sink
+    if sink is not None:
+        step.sink = sink
     default_timeout = graph.task_timeout
     while True:
         status = step.run_inline()
@@ -371,15 +386,7 @@ async def execute_session(
                 result = await run_task(step.task, step.task_id, session.context, default_timeout)
             status = step.finish(result)
         if status is not None:
-            return step_result(
-                step.result.response,  # type: ignore[union-attr]
-                status,
-                session.id,
-                None,
-                session.current_task_id,
-                tuple(step.records),
-                False,
-            )
+            return step.outcome(step.result.response, status)  # type: ignore[union-attr]
 
 
 async def _execute_observed(
@@ -412,26 +419,10 @@ async def _execute_observed(
                 records.append(TaskRecord(task_id, None, message, None))
                 if sink is not None:
                     sink.task_ended(records[-1])
-                return step_result(
-                    None,
-                    outcome,  # type: ignore[arg-type]
-                    session.id,
-                    None,
-                    session.current_task_id,
-                    tuple(records),
-                    False,
-                )
+                return step.outcome(None, outcome)  # type: ignore[arg-type]
             result = outcome
         status = step.finish(result)
         if sink is not None:
             sink.task_ended(records[-1])
         if status is not None:
-            return step_result(
-                result.response,
-                status,
-                session.id,
-                None,
-                session.current_task_id,
-                tuple(records),
-                False,
-            )
+            return step.outcome(result.response, status)

@@ -1,5 +1,6 @@
 # C signatures of flowcore._kernel for the compiled build (the .py beside it is the one source).
-from flowcore._values cimport TaskRecord, TaskResult, paused, scheduled, task_record
+cimport cython
+from flowcore._values cimport ExecutionResult, ExecutionStatus, TaskRecord, TaskResult, paused, scheduled, step_result, task_record
 
 cpdef object find_next_task(dict routes, str from_id, object ctx)
 
@@ -9,6 +10,7 @@ cpdef object apply_result(dict routes, dict tasks, object session, str task_id, 
 
 cpdef object not_a_result(str task_id, object value)
 
+@cython.final
 cdef class StepRun:
     cdef public object ctx
     cdef public str graph_id
@@ -23,7 +25,9 @@ cdef class StepRun:
     cdef public object task
     cdef public str task_id
     cdef public dict tasks
+    cdef public object version
 
     cpdef object begin(self)
     cpdef object run_inline(self)
     cpdef object finish(self, object result)
+    cpdef ExecutionResult outcome(self, object response, ExecutionStatus status)

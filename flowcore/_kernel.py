@@ -26,11 +26,13 @@ from flowcore._values import (
     GO_TO,
     WAIT_FOR_INPUT,
     WAIT_UNTIL,
+    ExecutionResult,
     ExecutionStatus,
     TaskRecord,
     TaskResult,
     paused,
     scheduled,
+    step_result,
     task_record,
     wake_time,
 )
@@ -172,6 +174,7 @@ class StepRun:
         "task",
         "task_id",
         "tasks",
+        "version",
     )
 
     def __init__(
@@ -181,6 +184,7 @@ class StepRun:
         routes: dict[str, Route],
         max_steps: int | None,
         session: Session,
+        version: int | None = None,
     ) -> None:
         self.graph_id = graph_id
         self.tasks = tasks
@@ -195,6 +199,7 @@ class StepRun:
         self.result: TaskResult | None = None
         self.records: list[TaskRecord] = []  # one per task applied, in order
         self.sink: Any = None  # told of each task's start and end (FlowRunner.stream), or None
+        self.version = version  # the version the result reports (None: not saved by a runner)
 
     def begin(self) -> Any:
         """The session's current task, counted against ``max_steps``."""
@@ -247,6 +252,19 @@ class StepRun:
             if status is not None:
                 self.result = result
                 return status
+
+    def outcome(self, response: str | None, status: ExecutionStatus) -> ExecutionResult:
+        """The step's result: ``response`` and ``status``, and the story of the step."""
+        session = self.session
+        return step_result(
+            response,
+            status,
+            session.id,
+            self.version,
+            session.current_task_id,
+            tuple(self.records),
+            False,
+        )
 
     def finish(self, result: object) -> ExecutionStatus | None:
         """Apply the result of the task the engine ran; the step's status, or None to go on."""

@@ -11,7 +11,7 @@ from typing import Any
 from flowcore import _plugins
 from flowcore._codec import encode_session
 from flowcore._context import Context
-from flowcore._engine import execute_session, held
+from flowcore._engine import held, run_step
 from flowcore._errors import (
     ContextError,
     GraphError,
@@ -27,7 +27,7 @@ from flowcore._observers import Observers
 from flowcore._requests import check_request_id, find_request, record_request
 from flowcore._session import Session
 from flowcore._storage import SessionStorage
-from flowcore._stream import END_OF_STEP, StepEvent, StreamSink, stream_sink
+from flowcore._stream import END_OF_STEP, STREAMING, StepEvent, StreamSink, stream_sink
 from flowcore._tracing import RunEnded, RunStarted, SessionLoaded, SessionSaved, emit
 from flowcore._values import ExecutionResult, as_replayed, set_version
 
@@ -136,9 +136,90 @@ class FlowRunner:
             or (context_updates is not None and not isinstance(context_updates, Mapping))
         ):
             _check_arguments(context_updates, request_id, expect_task, expect_version)
-        return await self._step(
-            session_id, context_updates, request_id, expect_task, expect_version, None
-        )
+        # The step runs here, not in a coroutine this one awaits: each coroutine in between
+        # would cost a step about a third of what the engine itself costs.
+        # A stream's sink, set for a step that FlowRunner.stream runs (looked up only while
+        # some stream runs: a context variable costs a plain step a few percent).
+        sink = stream_sink.get() if STREAMING else None
+        if sink is not None:
+            if sink.claimed:
+                sink = None  # a run inside a streamed step's task is not the streamed step
+            else:
+                sink.claimed = True
+        observers = self._current_observers()
+        # Every tracer call below sits behind a check of its tuple: with no tracers, a step
+        # pays for these checks and nothing else.
+        graph = self._graph
+        started_at = perf_counter() if observers.run_ended else 0.0
+        if observers.run_started:
+            emit(observers.run_started, RunStarted(session_id, graph.id))
+        session: Session | None = None
+        leader: _Leader | None = None
+        result: ExecutionResult | None = None
+        try:
+            if request_id is not None:
+                duplicate, leader = await _join_in_flight(self._storage, session_id, request_id)
+                if duplicate is not None:
+                    result = duplicate
+                    raise _Answered
+            storage = self._storage
+            session = await storage.get(session_id)
+            if session is None:
+                raise SessionNotFound(session_id)
+            if observers.session_loaded:
+                emit(observers.session_loaded, _session_event(SessionLoaded, session, graph.id))
+            if request_id is not None:
+                result = find_request(session, request_id)
+            if result is None:
+                if expect_task is not None or expect_version is not None:
+                    _check_expected(session, expect_task, expect_version)
+                if session.is_completed or session.wake_at is not None:
+                    result = held(session)
+            if result is None:
+                if context_updates:
+                    session.context.update(context_updates)
+                version = session.version + 1  # what a save stores it as
+                result = await run_step(graph, session, observers.step, sink, version)
+                if request_id is not None:
+                    record_request(session, request_id, result, version)
+                try:
+                    await storage.save(session)
+                except SessionConflict:
+                    if request_id is None:
+                        raise
+                    # Lost the race: to a duplicate of this request, whose result it returns?
+                    winner = await storage.get(session_id)
+                    recorded = None if winner is None else find_request(winner, request_id)
+                    if recorded is None:
+                        raise
+                    session = winner
+                    result = recorded
+                else:
+                    if session.version != version:  # a backend that numbers versions its way
+                        set_version(result, session.version)
+                    if observers.session_saved:
+                        emit(
+                            observers.session_saved,
+                            _session_event(SessionSaved, session, graph.id),
+                        )
+        except _Answered:
+            pass  # a duplicate of a request running in this process: its result
+        except BaseException as exc:
+            if leader is not None:
+                leader.fail(exc)
+            if observers.run_ended:
+                emit(
+                    observers.run_ended,
+                    _ended(session_id, graph.id, session, None, exc, started_at),
+                )
+            raise
+        if leader is not None:
+            leader.succeed(result)  # type: ignore[arg-type]  # every path here set it
+        if observers.run_ended:
+            emit(
+                observers.run_ended, _ended(session_id, graph.id, session, result, None, started_at)
+            )
+        return result  # type: ignore[return-value]  # every path here set it
 
     def stream(
         self,
@@ -170,11 +251,16 @@ class FlowRunner:
         expect_version: int | None,
     ) -> AsyncIterator[StepEvent | ExecutionResult]:
         sink = StreamSink()
+        STREAMING.add(sink)
         token = stream_sink.set(sink)
         try:  # the step's task copies the context as it is now: flowcore.emit finds the sink
             step = asyncio.ensure_future(
-                self._step(
-                    session_id, context_updates, request_id, expect_task, expect_version, sink
+                self.run(
+                    session_id,
+                    context_updates=context_updates,
+                    request_id=request_id,
+                    expect_task=expect_task,
+                    expect_version=expect_version,
                 )
             )
         finally:
@@ -189,142 +275,12 @@ class FlowRunner:
                 yield item
             yield step.result()
         finally:
+            STREAMING.discard(sink)
             if not step.done():
                 step.cancel()  # the consumer stopped early: the step stops, nothing is saved
                 await asyncio.wait((step,))
             if not step.cancelled():
                 step.exception()  # seen here, so asyncio does not log it as never retrieved
-
-    async def _step(
-        self,
-        session_id: str,
-        context_updates: Mapping[str, Any] | None,
-        request_id: str | None,
-        expect_task: str | None,
-        expect_version: int | None,
-        sink: StreamSink | None,
-    ) -> ExecutionResult:
-        if request_id is not None:
-            return await self._step_once(
-                session_id, context_updates, request_id, expect_task, expect_version, sink
-            )
-        return await self._run_step(
-            session_id, context_updates, None, expect_task, expect_version, sink
-        )
-
-    async def _step_once(
-        self,
-        session_id: str,
-        context_updates: Mapping[str, Any] | None,
-        request_id: str,
-        expect_task: str | None,
-        expect_version: int | None,
-        sink: StreamSink | None,
-    ) -> ExecutionResult:
-        """The step of a request id; duplicates that arrive while it runs in this process (on
-        this storage and event loop) wait for it and get its result, rather than running the
-        tasks again only to lose the compare-and-set race."""
-        key = (id(self._storage), session_id, request_id)
-        loop = asyncio.get_running_loop()
-        shared = _IN_FLIGHT.get(key)
-        if shared is not None and shared[0] is loop:
-            leader = shared[1]
-            try:
-                result = await asyncio.shield(leader)
-            except BaseException:
-                if not leader.done():
-                    raise  # this caller was cancelled
-                # the first copy failed (nothing of it was saved): this one runs for itself
-            else:
-                return as_replayed(result)
-            return await self._run_step(
-                session_id, context_updates, request_id, expect_task, expect_version, sink
-            )
-        leader = loop.create_future()
-        _IN_FLIGHT[key] = (loop, leader)
-        try:
-            result = await self._run_step(
-                session_id, context_updates, request_id, expect_task, expect_version, sink
-            )
-        except BaseException as exc:
-            leader.set_exception(exc)
-            leader.exception()  # the waiters look at it; nobody else need
-            raise
-        else:
-            leader.set_result(result)
-            return result
-        finally:
-            if _IN_FLIGHT.get(key) == (loop, leader):
-                del _IN_FLIGHT[key]
-
-    async def _run_step(
-        self,
-        session_id: str,
-        context_updates: Mapping[str, Any] | None,
-        request_id: str | None,
-        expect_task: str | None,
-        expect_version: int | None,
-        sink: StreamSink | None,
-    ) -> ExecutionResult:
-        observers = self._current_observers()
-        # Every tracer call below sits behind a check of its tuple: with no tracers, a step
-        # pays for these checks and nothing else.
-        graph = self._graph
-        started_at = perf_counter() if observers.run_ended else 0.0
-        if observers.run_started:
-            emit(observers.run_started, RunStarted(session_id, graph.id))
-        session: Session | None = None
-        try:
-            storage = self._storage
-            session = await storage.get(session_id)
-            if session is None:
-                raise SessionNotFound(session_id)
-            if observers.session_loaded:
-                emit(observers.session_loaded, _session_event(SessionLoaded, session, graph.id))
-            result = None
-            if request_id is not None:
-                result = find_request(session, request_id)
-            if result is None:
-                if expect_task is not None or expect_version is not None:
-                    _check_expected(session, expect_task, expect_version)
-                result = held(session)
-            if result is None:
-                if context_updates:
-                    session.context.update(context_updates)
-                result = await execute_session(graph, session, observers.step, sink)
-                if request_id is not None:
-                    record_request(session, request_id, result, session.version + 1)
-                try:
-                    await storage.save(session)
-                except SessionConflict:
-                    if request_id is None:
-                        raise
-                    # Lost the race: to a duplicate of this request, whose result it returns?
-                    winner = await storage.get(session_id)
-                    recorded = None if winner is None else find_request(winner, request_id)
-                    if recorded is None:
-                        raise
-                    session = winner
-                    result = recorded
-                else:
-                    set_version(result, session.version)
-                    if observers.session_saved:
-                        emit(
-                            observers.session_saved,
-                            _session_event(SessionSaved, session, graph.id),
-                        )
-        except BaseException as exc:
-            if observers.run_ended:
-                emit(
-                    observers.run_ended,
-                    _ended(session_id, graph.id, session, None, exc, started_at),
-                )
-            raise
-        if observers.run_ended:
-            emit(
-                observers.run_ended, _ended(session_id, graph.id, session, result, None, started_at)
-            )
-        return result
 
     async def create_session(
         self,
@@ -360,8 +316,59 @@ class FlowRunner:
         return f"<FlowRunner graph={self._graph.id!r} storage={self._storage!r}>"
 
 
-# The steps of request ids running now, by (id of the storage, session id, request id).
-_IN_FLIGHT: dict[tuple[int, str, str], tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]]] = {}
+class _Answered(Exception):
+    """Raised inside ``run`` when a duplicate's result answers the call: nothing more to do."""
+
+
+class _Leader:
+    """The first run of a request id in flight in this process; duplicates wait for it."""
+
+    __slots__ = ("future", "key", "loop")
+
+    def __init__(self, key: tuple[int, str, str], loop: asyncio.AbstractEventLoop) -> None:
+        self.key = key
+        self.loop = loop
+        self.future: asyncio.Future[ExecutionResult] = loop.create_future()
+        _IN_FLIGHT[key] = self
+
+    def _leave(self) -> None:
+        if _IN_FLIGHT.get(self.key) is self:
+            del _IN_FLIGHT[self.key]
+
+    def succeed(self, result: ExecutionResult) -> None:
+        self._leave()
+        self.future.set_result(result)
+
+    def fail(self, exc: BaseException) -> None:
+        self._leave()
+        self.future.set_exception(exc)
+        self.future.exception()  # the waiters look at it; nobody else need
+
+
+# The runs of request ids in flight, by (id of the storage, session id, request id).
+_IN_FLIGHT: dict[tuple[int, str, str], _Leader] = {}
+
+
+async def _join_in_flight(
+    storage: SessionStorage, session_id: str, request_id: str
+) -> tuple[ExecutionResult | None, _Leader | None]:
+    """A duplicate of a request that runs now in this process (on this storage and event loop)
+    waits for it and gets its result, rather than running the tasks again only to lose the
+    compare-and-set race: ``(result, None)``. Otherwise this run leads: ``(None, leader)``, or
+    ``(None, None)`` when the run it waited for failed (nothing of it was saved) and it runs for
+    itself."""
+    key = (id(storage), session_id, request_id)
+    loop = asyncio.get_running_loop()
+    first = _IN_FLIGHT.get(key)
+    if first is None or first.loop is not loop:
+        return None, _Leader(key, loop)
+    try:
+        result = await asyncio.shield(first.future)
+    except BaseException:
+        if not first.future.done():
+            raise  # this caller was cancelled
+        return None, None
+    return as_replayed(result), None
 
 
 def _check_arguments(

@@ -16,7 +16,7 @@ from typing import Any, Literal, NamedTuple
 
 from flowcore._values import TaskRecord
 
-__all__ = ["StepEvent", "StreamSink", "emit", "stream_sink"]
+__all__ = ["STREAMING", "StepEvent", "StreamSink", "emit", "stream_sink"]
 
 EventKind = Literal["task_started", "output", "task_ended"]
 
@@ -48,7 +48,7 @@ class StreamSink:
     step puts several events per task, and the queue's bookkeeping cost more than the events.
     """
 
-    __slots__ = ("_loop", "_thread", "closed", "items", "task_id", "waiter")
+    __slots__ = ("_loop", "_thread", "claimed", "closed", "items", "task_id", "waiter")
 
     def __init__(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -57,6 +57,7 @@ class StreamSink:
         self.waiter: asyncio.Future[None] | None = None  # set while the reader waits
         self.task_id = ""
         self.closed = False
+        self.claimed = False  # by the run of the step; a run inside one of its tasks ignores it
 
     def _append(self, item: object) -> None:
         self.items.append(item)
@@ -103,6 +104,10 @@ class StreamSink:
 
 stream_sink: ContextVar[StreamSink | None] = ContextVar("flowcore_stream_sink", default=None)
 
+STREAMING: set[StreamSink] = set()
+"""The sinks of the streams running now, in any thread: while it is empty, a step need not look
+up ``stream_sink`` (set.add and set.discard are atomic, so no lock is needed)."""
+
 
 def emit(value: Any) -> None:
     """Send ``value`` (e.g. an LLM token) to the stream of the step this task runs in.
@@ -113,6 +118,7 @@ def emit(value: Any) -> None:
     or stored), so any object may be emitted, and it is not saved with the session. Works from
     async and plain ``def`` tasks, a worker thread included.
     """
-    sink = stream_sink.get()
-    if sink is not None:
-        sink.output(value)
+    if STREAMING:
+        sink = stream_sink.get()
+        if sink is not None:
+            sink.output(value)
