@@ -311,3 +311,29 @@ def test_a_step_event_is_a_frozen_value():
             pytest.fail("StepEvent does not match by field")
     with pytest.raises(AttributeError):
         event.value = "x"  # type: ignore[misc]
+
+
+async def test_a_run_inside_a_streamed_task_is_not_streamed_as_the_step():
+    inner = FlowRunner(graph_of(Step("inner", NextAction.WaitForInput)), InMemorySessionStorage())
+
+    class Outer(Task):
+        id = "outer"
+
+        async def run(self, ctx: Context) -> TaskResult:
+            result = await inner.run("i")
+            emit(result.response)
+            return TaskResult("outer done", NextAction.WaitForInput)
+
+    runner = FlowRunner(graph_of(Outer()), InMemorySessionStorage(), plugins=False)
+    await inner.create_session("i")
+    await runner.create_session("s")
+
+    items = await collect(runner)
+
+    assert [(e.kind, e.task_id) for e in items[:-1]] == [
+        ("task_started", "outer"),
+        ("output", "outer"),
+        ("task_ended", "outer"),
+    ]
+    assert items[1].value == "inner done"
+    assert items[-1].response == "outer done"
