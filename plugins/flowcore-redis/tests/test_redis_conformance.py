@@ -1,0 +1,28 @@
+"""RedisSessionStorage passes flowcore's storage conformance suite, as any backend must."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+import redis
+from flowcore_redis import RedisSessionStorage
+
+from flowcore.testing import RawBlobWriter, StorageConformance
+
+
+class TestRedisStorageConformance(StorageConformance):
+    """On the shared server, under a prefix of each test's own."""
+
+    @pytest.fixture
+    async def storage(self, redis_url: str, prefix: str) -> AsyncIterator[RedisSessionStorage]:
+        async with RedisSessionStorage(redis_url, prefix=prefix) as opened:
+            yield opened
+
+    @pytest.fixture
+    def put_raw_blob(self, storage: RedisSessionStorage, raw: redis.Redis) -> RawBlobWriter:
+        def put(session_id: str, version: int, blob: bytes) -> None:
+            raw.hset(storage.key_of(session_id), mapping={"v": version, "b": blob})
+            raw.zadd(f"{storage.prefix}sessions", {session_id.encode(): 0})
+
+        return put
