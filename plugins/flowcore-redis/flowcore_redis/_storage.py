@@ -849,3 +849,6 @@ def _url_of(pool: ConnectionPool) -> str:
     host = str(kwargs.get("host", "localhost"))
     host = f"[{host}]" if ":" in host else host
     return f"{scheme}://{at}{host}:{kwargs.get('port', 6379)}/{db}"
+
+
+RedisSessionStorage.__module__ = "flowcore_redis"  # as reprs, tracebacks and docs name it

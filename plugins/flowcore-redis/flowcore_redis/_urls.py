@@ -56,6 +56,12 @@ def redis_url(url: str) -> RedisAddress:
     shown = quote_id(hide_password(url))
     try:
         parts = urlsplit(url)
+        if parts.fragment:
+            raise StorageError(
+                f"{shown} has a fragment (#{parts.fragment[:20]}...): a '#' in a password must "
+                "be written %23, as every special character of a URL's user and password is "
+                "percent-encoded"
+            )
         port = parts.port
         hostname = parts.hostname
     except ValueError as exc:
@@ -70,12 +76,6 @@ def redis_url(url: str) -> RedisAddress:
         raise StorageError(
             f"flowcore-redis serves redis://, rediss:// and unix:// URLs, not '{scheme}://' "
             f"(from {shown}); use {_EXAMPLES}"
-        )
-    if parts.fragment:
-        raise StorageError(
-            f"{shown} has a fragment (#{parts.fragment[:20]}...): a '#' in a password must be "
-            "written %23, as every special character of a URL's user and password is "
-            "percent-encoded"
         )
     query = _query(parts.query, shown)
     connection: dict[str, Any] = {}

@@ -6,10 +6,12 @@ A test that needs the shared server is skipped when it cannot be reached, or fai
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from collections.abc import AsyncIterator, Callable, Iterator
 
+import flowcore_redis.plugin
 import pytest
 import redis
 from flowcore_redis import RedisSessionStorage
@@ -22,6 +24,22 @@ from redis_servers import (
     run_id,
     unreachable,
 )
+
+from flowcore import StorageError, open_storage, register_plugin, unregister_plugin
+
+
+@pytest.fixture(autouse=True)
+def redis_schemes_served() -> Iterator[None]:
+    """``open_storage`` serves redis:// in every test: through the entry point when the test
+    run loads the installed plugins, else through the plugin module, registered for the test
+    (flowcore's own tests load none)."""
+    with contextlib.suppress(StorageError):
+        open_storage("redis://localhost/0")
+        yield
+        return
+    name = register_plugin(flowcore_redis.plugin, "redis-under-test")
+    yield
+    unregister_plugin(name)
 
 
 @pytest.fixture(scope="session")
