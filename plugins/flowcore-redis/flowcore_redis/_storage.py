@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import itertools
 import os
+import ssl
 from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
@@ -725,6 +726,12 @@ class RedisSessionStorage(SessionStorage):
                 "The client's connection pool has no connection free: raise its "
                 "max_connections, or lower pool_size"
             )
+        if _caused_by(exc, ssl.SSLCertVerificationError):
+            return (
+                "The server's TLS certificate is not trusted here: name the authority that "
+                "signed it with ssl_ca_certs=/path/to/ca.pem in the URL (ssl_cert_reqs=none "
+                "skips the check, and trusts any server)"
+            )
         if isinstance(exc, (RedisConnectionError, RedisTimeoutError, OSError)):
             timeout = (
                 ""
@@ -744,6 +751,18 @@ class RedisSessionStorage(SessionStorage):
             "The connection broke during the save, which may have been stored all the same: "
             "load the session to see its version"
         )
+
+
+def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
+    """Whether ``exc`` is, or was raised from or while handling, a ``kind``."""
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return False
+        if isinstance(seen, kind):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _text_of(member: bytes) -> str | None:
