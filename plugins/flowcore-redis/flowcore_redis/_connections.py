@@ -173,27 +173,24 @@ class Connections:
             ) from None
 
     async def _wait(self) -> AbstractConnection:
-        waiter: asyncio.Future[AbstractConnection | None] = (
-            asyncio.get_running_loop().create_future()
-        )
+        # A timer rather than asyncio.wait_for, which would make a task per wait: with more
+        # steps at once than connections, waiting is what most commands do.
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[AbstractConnection | None] = loop.create_future()
         self._waiters.append(waiter)
+        timer = loop.call_later(self.pool_timeout, self._expire, waiter)
         try:
-            handed = await asyncio.wait_for(waiter, self.pool_timeout)
-        except BaseException as exc:
-            if waiter.done() and not waiter.cancelled():  # handed over just as time ran out
-                late = waiter.result()
+            handed = await waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                late = waiter.result()  # handed over just as the waiting task was cancelled
                 if late is None:
                     self._free_slot()
                 else:
                     await self._release(late)
-            else:
-                with contextlib.suppress(ValueError):
-                    self._waiters.remove(waiter)
-            if isinstance(exc, asyncio.TimeoutError):
-                raise PoolTimeout(
-                    f"no connection was free within pool_timeout ({self.pool_timeout:g}s)"
-                ) from None
             raise
+        finally:
+            timer.cancel()
         if handed is None:  # a slot, freed by a connection that broke: connect anew
             try:
                 return await self._connect()
@@ -201,6 +198,12 @@ class Connections:
                 self._free_slot()
                 raise
         return handed
+
+    def _expire(self, waiter: asyncio.Future[AbstractConnection | None]) -> None:
+        if not waiter.done():  # a waiter that is done is skipped when a connection is free
+            waiter.set_exception(
+                PoolTimeout(f"no connection was free within pool_timeout ({self.pool_timeout:g}s)")
+            )
 
     def _hand_over(self, connection: AbstractConnection | None) -> bool:
         """Give ``connection`` (or a free slot, None) to the first waiter, if any."""
