@@ -1,9 +1,9 @@
 """Every code sample of the README and the docs runs, as a reader would run it.
 
 Each ```python block of README.md, docs/*.md, examples/README.md and plugins/README.md runs as a
-script of its own, in a process of its own, in an empty directory, with flowcore-sql and the
-example plugin installed (and loaded when the sample names them). Markers in an HTML comment on
-the line before a block say more:
+script of its own, in a process of its own, in an empty directory, with flowcore-sql,
+flowcore-redis and the example plugin installed (and loaded when the sample names them). Markers
+in an HTML comment on the line before a block say more:
 
 - ``<!-- not-run: why -->`` leaves a block out (an excerpt of a larger file, a sketch that needs
   a service); the test reports it as skipped, with the reason;
@@ -96,6 +96,8 @@ def plugins_named_in(code: str) -> str:
     wanted = []
     if re.search(r"sqlite:|postgres|flowcore_sql", code):
         wanted.append("sql")
+    if re.search(r"rediss?:|flowcore_redis", code):
+        wanted.append("redis")
     if re.search(r"example://|flowcore_example", code):
         wanted.append("example")
     return ",".join(wanted)

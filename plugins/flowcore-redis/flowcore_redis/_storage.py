@@ -285,7 +285,7 @@ class RedisSessionStorage(SessionStorage):
         listed: list[str] = []
         gone: list[bytes] = []
         while limit is None or len(listed) < limit:
-            count = _PAGE if limit is None else max(limit - len(listed), 16)
+            count = _PAGE if limit is None else min(max(limit - len(listed), 16), _PAGE)
             reply = await self._one(
                 pack(
                     b"ZRANGEBYLEX", self._keys.sessions, start, b"+", b"LIMIT", b"0", b"%d" % count
@@ -325,7 +325,7 @@ class RedisSessionStorage(SessionStorage):
         if limit == 0:
             return []
         moment = b"" if now is None else b"%d" % _micros(now)
-        count = _PAGE if limit is None else max(limit, 16)
+        count = _PAGE if limit is None else min(max(limit, 16), _PAGE)
         action = "find the due sessions in"
         due: list[tuple[int, str]] = []
         repair: list[bytes] = []
@@ -692,6 +692,8 @@ class RedisSessionStorage(SessionStorage):
     def _hint(self, exc: BaseException) -> str | None:
         """What the user can do about ``exc``."""
         text = str(exc)
+        if self._closed:
+            return "The storage was closed meanwhile"
         if isinstance(exc, PoolTimeout):
             return (
                 f"All {self._pool_size} connections (pool_size) stayed in use: raise pool_size, "

@@ -199,6 +199,25 @@ async def test_due_sessions_with_a_limit_read_only_the_first_entries(
     assert await storage.due_sessions(now - timedelta(seconds=299)) == ["s000", "s001"]
 
 
+async def test_due_sessions_page_through_more_entries_than_one_read_takes(
+    storage: RedisSessionStorage, raw: redis.Redis
+) -> None:
+    now = datetime(2030, 1, 1, tzinfo=timezone.utc)
+    base = (now - datetime(1970, 1, 1, tzinfo=timezone.utc)) // timedelta(microseconds=1)
+    waiting = f"{storage.prefix}waiting"
+    ids = [f"s{i:05d}" for i in range(2500)]
+    with raw.pipeline(transaction=False) as pipe:  # planted in bulk, with stale entries between
+        for i, session_id in enumerate(ids):
+            wake = base - 10_000_000 + i
+            pipe.hset(storage.key_of(session_id), mapping={"v": 1, "b": b"x", "w": wake})
+            pipe.zadd(waiting, {session_id: wake, f"gone-{i:05d}": wake})
+        pipe.execute()
+
+    assert await storage.due_sessions(now, 1500) == ids[:1500]
+    assert await storage.due_sessions(now) == ids
+    assert raw.zcard(waiting) == 2500  # the stale entries read were dropped
+
+
 async def test_a_deleted_session_leaves_both_indexes(
     storage: RedisSessionStorage, raw: redis.Redis
 ) -> None:
