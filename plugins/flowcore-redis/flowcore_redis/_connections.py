@@ -25,7 +25,18 @@ from redis.asyncio.connection import AbstractConnection, ConnectionPool
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
-__all__ = ["CommandTimeout", "Connections", "PoolTimeout", "pack"]
+__all__ = [
+    "ClusterCommands",
+    "Command",
+    "CommandTimeout",
+    "Connections",
+    "PoolTimeout",
+    "Transport",
+    "pack",
+]
+
+Command = tuple[bytes, ...]
+"""A command and its arguments, e.g. ``(b"HMGET", key, b"v", b"b")``."""
 
 Reply = Any
 """A reply as redis-py's parser reads it: bytes, int, None, a list of replies, or for an
@@ -91,14 +102,19 @@ class Connections:
 
     # -- running commands ----------------------------------------------------------------------
 
-    async def run(self, chunks: Sequence[bytes], replies: int) -> tuple[list[Reply], bool]:
-        """Send ``chunks`` (``replies`` commands) on one connection; their replies, and whether
-        they were sent a second time.
+    async def run(self, commands: Sequence[Command]) -> tuple[list[Reply], bool]:
+        """Send ``commands`` at once on one connection; their replies, and whether they were
+        sent a second time.
 
         A connection kept idle may have been closed by the server meanwhile (a restart): when
         one fails, every idle one is dropped and the commands are sent once more on a new
         connection. So every command sent must be one that may run twice.
         """
+        if len(commands) == 1:
+            chunks = pack(*commands[0])
+        else:
+            chunks = [chunk for command in commands for chunk in pack(*command)]
+        replies = len(commands)
         idle = self._idle
         again = False
         if idle:
@@ -283,3 +299,36 @@ class Connections:
         if self._owns_pool:
             with contextlib.suppress(Exception):
                 await self.pool.disconnect()
+
+
+class ClusterCommands:
+    """Commands through an application's ``redis.asyncio.RedisCluster``, which sends each to
+    the node that serves its key's slot (a pipeline, to each node its own).
+
+    The client's own settings apply (its timeouts, and its retries after a broken connection,
+    which the save's token makes safe: see ``_scripts.SAVE``); the storage's ``pool_size``,
+    ``pool_timeout`` and ``command_timeout`` do not.
+    """
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    async def run(self, commands: Sequence[Command]) -> tuple[list[Reply], bool]:
+        # The cluster client finds a command's keys by its name, which it reads as text.
+        if len(commands) == 1:
+            name, *arguments = commands[0]
+            try:
+                return [await self.client.execute_command(name.decode(), *arguments)], False
+            except ResponseError as exc:
+                return [exc], False
+        async with self.client.pipeline(transaction=False) as pipe:
+            for name, *arguments in commands:
+                pipe.execute_command(name.decode(), *arguments)
+            return list(await pipe.execute(raise_on_error=False)), False
+
+    async def close(self) -> None:
+        """Nothing: the client is the application's, which closes it."""
+
+
+Transport = Connections | ClusterCommands
+"""How a storage sends its commands."""

@@ -17,6 +17,7 @@ from flowcore import StorageError, quote_id
 
 __all__ = [
     "CLIENT_OPTIONS",
+    "CLUSTER_OPTIONS",
     "MAX_DELAY",
     "MAX_WAIT",
     "OPTIONS",
@@ -224,6 +225,14 @@ OPTIONS: dict[str, Option] = {
 
 CLIENT_OPTIONS: dict[str, Option] = {option.name: option for option in _SHARED}
 """The options of a storage on an application's own client (which says how to connect)."""
+
+CLUSTER_OPTIONS: dict[str, Option] = {
+    name: option
+    for name, option in CLIENT_OPTIONS.items()
+    if name in ("prefix", "ttl", "refresh_ttl")
+}
+"""The options of a storage on an application's cluster client (whose settings say how to
+connect, wait and retry)."""
 
 
 def resolve(

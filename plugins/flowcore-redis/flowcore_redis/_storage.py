@@ -14,7 +14,7 @@ import contextlib
 import itertools
 import os
 import ssl
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -42,14 +42,22 @@ from flowcore import (
     quote_id,
 )
 from flowcore.codec import decode_session, encode_session
-from flowcore_redis._connections import CommandTimeout, Connections, PoolTimeout, Reply, pack
+from flowcore_redis._connections import (
+    ClusterCommands,
+    Command,
+    CommandTimeout,
+    Connections,
+    PoolTimeout,
+    Reply,
+    Transport,
+)
 from flowcore_redis._keys import Keys
-from flowcore_redis._options import CLIENT_OPTIONS, OPTIONS, resolve
+from flowcore_redis._options import CLIENT_OPTIONS, CLUSTER_OPTIONS, OPTIONS, resolve
 from flowcore_redis._scripts import DELETE, DUE, SAVE, Script
 from flowcore_redis._urls import CONNECTION_QUERY, redis_url
 
 if TYPE_CHECKING:
-    from redis.asyncio import Redis
+    from redis.asyncio import Redis, RedisCluster
     from redis.asyncio.connection import ConnectionPool
     from typing_extensions import Unpack
 
@@ -101,18 +109,19 @@ class RedisSessionStorage(SessionStorage):
     ``ssl_ca_certs``, ``ssl_ca_path``, ``ssl_certfile``, ``ssl_keyfile``,
     ``ssl_check_hostname``). With ``client=``, the client says how to connect: only
     ``prefix``, ``ttl``, ``refresh_ttl``, ``pool_size``, ``pool_timeout`` and
-    ``command_timeout`` apply, and ``close()`` gives the connections back to the client's
-    pool without closing it.
+    ``command_timeout`` apply (only the first three for a ``redis.asyncio.RedisCluster``,
+    whose own settings say how to wait and retry), and ``close()`` leaves the client open.
     """
 
     def __init__(
         self,
         url: str | None = None,
         *,
-        client: Redis | None = None,
+        client: Redis | RedisCluster | None = None,
         **options: Unpack[RedisOptions],
     ) -> None:
-        self._pool: ConnectionPool | None
+        self._pool: ConnectionPool | None = None
+        self._cluster: RedisCluster | None = None
         if client is None:
             if url is None:
                 raise StorageError(
@@ -131,10 +140,19 @@ class RedisSessionStorage(SessionStorage):
                     f"{quote_id(hide_password(str(url)))} and a client): the client already "
                     "says where to connect"
                 )
-            self._pool = _client_pool(client)
-            self._url = _url_of(self._pool)
-            values = resolve(CLIENT_OPTIONS, options, {}, self._url)
-            values["connect_timeout"] = None  # the client's own settings apply
+            pool, cluster = _client_parts(client)
+            self._pool, self._cluster = pool, cluster
+            if cluster is not None:
+                self._url = _url_of_cluster(cluster)
+            else:
+                assert pool is not None
+                self._url = _url_of(pool)
+            values = resolve(
+                CLIENT_OPTIONS if cluster is None else CLUSTER_OPTIONS, options, {}, self._url
+            )
+            for name, option in OPTIONS.items():  # the client's own settings apply instead
+                values.setdefault(name, option.default)
+            values["connect_timeout"] = None
             self._owns_pool = False
         self._prefix: str = values["prefix"]
         self._keys = Keys(self._prefix)
@@ -146,7 +164,7 @@ class RedisSessionStorage(SessionStorage):
         self._pool_timeout: float = values["pool_timeout"]
         self._connect_timeout: float | None = values["connect_timeout"]
         self._command_timeout: float | None = values["command_timeout"]
-        self._connections: Connections | None = None
+        self._transport: Transport | None = None
         self._token_base = os.urandom(6).hex().encode() + b":"
         self._tokens = itertools.count()
         self._generation: bytes | None = None
@@ -187,7 +205,7 @@ class RedisSessionStorage(SessionStorage):
         member = self._member(session_id)
         key = self._keys.session(member)
         action = f"load session {quote_id(session_id)} from"
-        reply = (await self._run([pack(b"HMGET", key, b"v", b"b")], action))[0][0]
+        reply = (await self._run([(b"HMGET", key, b"v", b"b")], action))[0][0]
         if isinstance(reply, ResponseError):
             raise await self._refused(action, reply, key)
         version, blob = reply
@@ -221,21 +239,21 @@ class RedisSessionStorage(SessionStorage):
         keys = self._keys
         token = self._token_base + b"%x" % next(self._tokens)
         arguments = (key, b"%d" % expected, blob, wake, token, self._ttl_ms, self._refresh)
-        commands = []
+        commands: list[Command] = []
         sampling = expected == 0 and self._ttl is not None
         if expected == 0:
-            commands.append(pack(b"ZADD", keys.sessions, b"0", member))
+            commands.append((b"ZADD", keys.sessions, b"0", member))
             if sampling:
-                commands.append(pack(b"ZRANDMEMBER", keys.sessions, _SAMPLE))
+                commands.append((b"ZRANDMEMBER", keys.sessions, _SAMPLE))
         if wake:
-            commands.append(pack(b"ZADD", keys.waiting, b"LT", wake, member))
-        commands.append(pack(b"EVALSHA", SAVE.sha, b"1", *arguments))
+            commands.append((b"ZADD", keys.waiting, b"LT", wake, member))
+        commands.append((b"EVALSHA", SAVE.sha, b"1", *arguments))
         action = f"save session {quote_id(session.id)} to"
         replies, again = await self._run(commands, action, saving=True)
         reply = replies[-1]
         if isinstance(reply, NoScriptError):
             more, again_now = await self._run(
-                [pack(b"EVAL", SAVE.source, b"1", *arguments)], action, saving=True
+                [(b"EVAL", SAVE.source, b"1", *arguments)], action, saving=True
             )
             reply, again = more[0], again or again_now
         if isinstance(reply, ResponseError):
@@ -245,14 +263,14 @@ class RedisSessionStorage(SessionStorage):
             raise await self._refusal(session, reply, key, again, action)
         session.version = expected + 1
         previous = reply[1] if status == 1 else None
-        after = []
+        after: list[Command] = []
         if expected == 0:
-            after.append(pack(b"ZADD", keys.sessions, b"0", member))
+            after.append((b"ZADD", keys.sessions, b"0", member))
         if wake and (expected == 0 or status == 2 or previous != wake):
-            after.append(pack(b"ZADD", keys.waiting, b"LT", wake, member))
+            after.append((b"ZADD", keys.waiting, b"LT", wake, member))
         sample = replies[1] if sampling else None
         sampled = [m for m in sample if m != member] if isinstance(sample, list) else []
-        after += [pack(b"HEXISTS", keys.session(m), b"v") for m in sampled]
+        after += [(b"HEXISTS", keys.session(m), b"v") for m in sampled]
         if after:
             await self._after_save(after, sampled)
 
@@ -287,15 +305,13 @@ class RedisSessionStorage(SessionStorage):
         while limit is None or len(listed) < limit:
             count = _PAGE if limit is None else min(max(limit - len(listed), 16), _PAGE)
             reply = await self._one(
-                pack(
-                    b"ZRANGEBYLEX", self._keys.sessions, start, b"+", b"LIMIT", b"0", b"%d" % count
-                ),
+                (b"ZRANGEBYLEX", self._keys.sessions, start, b"+", b"LIMIT", b"0", b"%d" % count),
                 action,
                 self._keys.sessions,
             )
             if not reply:
                 break
-            checks = [pack(b"HEXISTS", self._keys.session(m), b"v") for m in reply]
+            checks = [(b"HEXISTS", self._keys.session(m), b"v") for m in reply]
             found = (await self._run(checks, action))[0]
             for member, there in zip(reply, found, strict=True):
                 text = _text_of(member)
@@ -338,7 +354,7 @@ class RedisSessionStorage(SessionStorage):
             members, scores = pairs[0::2], [float(s) for s in pairs[1::2]]
             states = (
                 await self._run(
-                    [pack(b"HMGET", self._keys.session(m), b"v", b"w") for m in members], action
+                    [(b"HMGET", self._keys.session(m), b"v", b"w") for m in members], action
                 )
             )[0]
             deadline = int(moment)
@@ -385,8 +401,8 @@ class RedisSessionStorage(SessionStorage):
         self._closed = True
         self._ready = False
         async with self._start_lock:  # let a connect under way finish first
-            if self._connections is not None:
-                await self._connections.close()
+            if self._transport is not None:
+                await self._transport.close()
 
     async def __aenter__(self) -> RedisSessionStorage:
         """Connect now rather than on first use."""
@@ -406,43 +422,44 @@ class RedisSessionStorage(SessionStorage):
                 return
             if self._closed:
                 raise StorageError(f"RedisSessionStorage for {self._url} is closed; open a new one")
-            if self._connections is None:
-                assert self._pool is not None
-                self._connections = Connections(
-                    self._pool,
-                    size=self._pool_size,
-                    pool_timeout=self._pool_timeout,
-                    connect_timeout=self._connect_timeout,
-                    command_timeout=self._command_timeout,
-                    owns_pool=self._owns_pool,
-                )
+            if self._transport is None:
+                if self._cluster is not None:
+                    self._transport = ClusterCommands(self._cluster)
+                else:
+                    assert self._pool is not None
+                    self._transport = Connections(
+                        self._pool,
+                        size=self._pool_size,
+                        pool_timeout=self._pool_timeout,
+                        connect_timeout=self._connect_timeout,
+                        command_timeout=self._command_timeout,
+                        owns_pool=self._owns_pool,
+                    )
             try:
                 await self._connect()
             except BaseException:
                 # Nothing stays open when connecting fails (``async with`` closes nothing
                 # then); a later call connects anew.
-                connections, self._connections = self._connections, None
-                await connections.close()
+                transport, self._transport = self._transport, None
+                await transport.close()
                 raise
             self._ready = True
 
     async def _connect(self) -> None:
         """Check the server and the keys, and read the generation (see ``_keys``)."""
-        connections = self._connections
-        assert connections is not None
+        transport = self._transport
+        assert transport is not None
         keys = self._keys
         token = os.urandom(16).hex().encode()
         commands = [
-            pack(b"SET", keys.generation, token, b"NX"),
-            pack(b"GET", keys.generation),
-            pack(b"TYPE", keys.sessions),
-            pack(b"TYPE", keys.waiting),
-            pack(b"INFO", b"server"),
+            (b"SET", keys.generation, token, b"NX"),
+            (b"GET", keys.generation),
+            (b"TYPE", keys.sessions),
+            (b"TYPE", keys.waiting),
+            (b"INFO", b"server"),
         ]
         try:
-            replies, _ = await connections.run(
-                [chunk for command in commands for chunk in command], len(commands)
-            )
+            replies, _ = await transport.run(commands)
         except _DRIVER_ERRORS as exc:
             raise self._failure("connect to", exc) from exc
         for reply, key in zip(
@@ -481,21 +498,20 @@ class RedisSessionStorage(SessionStorage):
     # -- commands ------------------------------------------------------------------------------
 
     async def _run(
-        self, commands: list[list[bytes]], action: str, *, saving: bool = False
+        self, commands: Sequence[Command], action: str, *, saving: bool = False
     ) -> tuple[list[Reply], bool]:
         """Send ``commands`` at once; their replies (an error reply as a ResponseError), and
         whether they were sent twice (see Connections.run)."""
         if not self._ready:
             await self._start()
-        connections = self._connections
-        assert connections is not None
-        chunks = commands[0] if len(commands) == 1 else [c for cmd in commands for c in cmd]
+        transport = self._transport
+        assert transport is not None
         try:
-            return await connections.run(chunks, len(commands))
+            return await transport.run(commands)
         except _DRIVER_ERRORS as exc:
             raise self._failure(action, exc, saving=saving) from exc
 
-    async def _one(self, command: list[bytes], action: str, key: bytes) -> Any:
+    async def _one(self, command: Command, action: str, key: bytes) -> Any:
         """The reply of one command, which must not be an error."""
         reply = (await self._run([command], action))[0][0]
         if isinstance(reply, ResponseError):
@@ -506,16 +522,16 @@ class RedisSessionStorage(SessionStorage):
         self, script: Script, key: bytes, arguments: tuple[bytes, ...], action: str
     ) -> Any:
         """Run ``script`` on ``key`` with ``EVALSHA``, or ``EVAL`` when Redis lacks it."""
-        call = pack(b"EVALSHA", script.sha, b"1", key, *arguments)
+        call = (b"EVALSHA", script.sha, b"1", key, *arguments)
         reply = (await self._run([call], action))[0][0]
         if isinstance(reply, NoScriptError):
-            call = pack(b"EVAL", script.source, b"1", key, *arguments)
+            call = (b"EVAL", script.source, b"1", key, *arguments)
             reply = (await self._run([call], action))[0][0]
         if isinstance(reply, ResponseError):
             raise await self._refused(action, reply, key)
         return reply
 
-    async def _after_save(self, commands: list[list[bytes]], sampled: list[bytes]) -> None:
+    async def _after_save(self, commands: list[Command], sampled: list[bytes]) -> None:
         """The index entries a save writes after it, and the sampled entries a create checks.
 
         The session is saved already: a failure here is not the save's. The entries written
@@ -542,19 +558,19 @@ class RedisSessionStorage(SessionStorage):
         keys = self._keys
         try:
             for _ in range(_RECONCILE_ROUNDS):
-                reads = [pack(b"HMGET", keys.session(m), b"v", b"w") for m in members]
+                reads = [(b"HMGET", keys.session(m), b"v", b"w") for m in members]
                 states = [_state_of(r) for r in (await self._run(reads, action))[0]]
-                writes = []
+                writes: list[Command] = []
                 for member, state in zip(members, states, strict=True):
                     if state is None:
-                        writes.append(pack(b"ZREM", keys.sessions, member))
-                        writes.append(pack(b"ZREM", keys.waiting, member))
+                        writes.append((b"ZREM", keys.sessions, member))
+                        writes.append((b"ZREM", keys.waiting, member))
                         continue
-                    writes.append(pack(b"ZADD", keys.sessions, b"0", member))
+                    writes.append((b"ZADD", keys.sessions, b"0", member))
                     if state[1] is None:
-                        writes.append(pack(b"ZREM", keys.waiting, member))
+                        writes.append((b"ZREM", keys.waiting, member))
                     else:
-                        writes.append(pack(b"ZADD", keys.waiting, state[1], member))
+                        writes.append((b"ZADD", keys.waiting, state[1], member))
                 await self._run(writes, action)
                 again = [_state_of(r) for r in (await self._run(reads, action))[0]]
                 members = [
@@ -596,9 +612,7 @@ class RedisSessionStorage(SessionStorage):
     async def _check_missing(self, session_id: str, key: bytes, action: str) -> None:
         """A session read as missing: raise if its key holds something else, or if Redis lost
         its data since this storage connected."""
-        replies, _ = await self._run(
-            [pack(b"TYPE", key), pack(b"GET", self._keys.generation)], action
-        )
+        replies, _ = await self._run([(b"TYPE", key), (b"GET", self._keys.generation)], action)
         kind, generation = replies
         if isinstance(kind, bytes) and kind != b"none":
             raise self._foreign(action, key, f"a {kind.decode()} that is not a session")
@@ -616,8 +630,8 @@ class RedisSessionStorage(SessionStorage):
         token = os.urandom(16).hex().encode()
         replies, _ = await self._run(
             [
-                pack(b"SET", self._keys.generation, token, b"NX"),
-                pack(b"GET", self._keys.generation),
+                (b"SET", self._keys.generation, token, b"NX"),
+                (b"GET", self._keys.generation),
             ],
             action,
         )
@@ -653,9 +667,7 @@ class RedisSessionStorage(SessionStorage):
         return SessionConflict.on_save(session.id, session.version, stored or None)
 
     async def _data_lost(self, action: str) -> bool:
-        generation = await self._one(
-            pack(b"GET", self._keys.generation), action, self._keys.generation
-        )
+        generation = await self._one((b"GET", self._keys.generation), action, self._keys.generation)
         if generation == self._generation:
             return False
         await self._adopt_generation(action)
@@ -676,7 +688,7 @@ class RedisSessionStorage(SessionStorage):
             return self._failure(action, reply, saving=saving)
         what = "a value of another type"
         with contextlib.suppress(StorageError):
-            kind = (await self._run([pack(b"TYPE", key)], action))[0][0]
+            kind = (await self._run([(b"TYPE", key)], action))[0][0]
             if isinstance(kind, bytes):
                 what = f"a {kind.decode()}"
         return self._foreign(action, key, what)
@@ -837,23 +849,41 @@ def _make_pool(connection: dict[str, Any], values: Mapping[str, Any], shown: str
         ) from None
 
 
-def _client_pool(client: Any) -> ConnectionPool:
-    """The connection pool of an application's ``redis.asyncio.Redis``."""
-    from redis.asyncio import Redis
+def _client_parts(client: Any) -> tuple[ConnectionPool | None, RedisCluster | None]:
+    """The connection pool of an application's ``redis.asyncio.Redis``, or the application's
+    ``redis.asyncio.RedisCluster`` itself."""
+    from redis.asyncio import Redis, RedisCluster
 
-    if not isinstance(client, Redis):
+    if isinstance(client, Redis):
+        pool = client.connection_pool
+        decodes = pool.connection_kwargs.get("decode_responses")
+        parts: tuple[ConnectionPool | None, RedisCluster | None] = (pool, None)
+    elif isinstance(client, RedisCluster):
+        decodes = client.get_connection_kwargs().get("decode_responses")
+        parts = (None, client)
+    else:
         raise StorageError(
-            f"client= must be a redis.asyncio.Redis (as redis.asyncio.from_url makes), got "
-            f"{type(client).__module__}.{type(client).__qualname__}"
+            "client= must be a redis.asyncio.Redis (as redis.asyncio.from_url makes) or a "
+            f"redis.asyncio.RedisCluster, got {type(client).__module__}."
+            f"{type(client).__qualname__}"
         )
-    pool = client.connection_pool
-    if pool.connection_kwargs.get("decode_responses"):
+    if decodes:
         raise StorageError(
             "client= decodes responses (decode_responses=True), and flowcore-redis reads "
             "sessions as bytes: give it a client made without decode_responses (the two may "
             "share nothing but the server)"
         )
-    return pool
+    return parts
+
+
+def _url_of_cluster(client: RedisCluster) -> str:
+    """Where a cluster client starts, as a URL for messages."""
+    nodes = list(client.nodes_manager.startup_nodes.values())  # redis-py 5 to 8 keep these
+    if not nodes:
+        return "redis://(a Redis Cluster)"
+    host = str(nodes[0].host)
+    host = f"[{host}]" if ":" in host else host
+    return f"redis://{host}:{nodes[0].port} (a Redis Cluster)"
 
 
 def _url_of(pool: ConnectionPool) -> str:

@@ -24,6 +24,7 @@ import redis
 
 __all__ = [
     "REDIS_URL",
+    "PrivateCluster",
     "PrivateRedis",
     "free_port",
     "new_prefix",
@@ -153,6 +154,40 @@ class PrivateRedis:
             return self.log.read_text(errors="replace")[-2000:]
         except FileNotFoundError:
             return ""
+
+
+class PrivateCluster:
+    """A Redis Cluster of a test's own: ``nodes`` primaries, no replicas, every slot served."""
+
+    def __init__(self, nodes: int = 3) -> None:
+        options = ("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf")
+        # The cluster bus on a free port of its own (by default it is the port + 10000).
+        self.servers = [
+            PrivateRedis(*options, "--cluster-port", str(free_port())) for _ in range(nodes)
+        ]
+
+    def start(self, timeout: float = 30) -> None:
+        for server in self.servers:
+            server.start()
+        cli = shutil.which("redis-cli") or "/usr/bin/redis-cli"
+        addresses = [f"127.0.0.1:{server.port}" for server in self.servers]
+        command = [cli, "--cluster", "create", *addresses, "--cluster-replicas", "0"]
+        done = subprocess.run(
+            [*command, "--cluster-yes"], capture_output=True, text=True, timeout=60, check=False
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"redis-cli --cluster create failed: {done.stdout}{done.stderr}")
+        deadline = time.monotonic() + timeout
+        for server in self.servers:
+            with server.client() as client:
+                while client.cluster("info")["cluster_state"] != "ok":
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"the cluster was not ready within {timeout}s")
+                    time.sleep(0.05)
+
+    def remove(self) -> None:
+        for server in self.servers:
+            server.remove()
 
 
 @contextlib.contextmanager
