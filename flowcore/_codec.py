@@ -103,6 +103,7 @@ from flowcore._context import Context, restore_context
 from flowcore._errors import SerializationError, StorageError, quote_id
 from flowcore._requests import check_requests
 from flowcore._session import Session
+from flowcore._values import from_utc_micros, utc_micros
 
 __all__ = [
     "FORMAT_VERSION",
@@ -605,14 +606,10 @@ def encode_session(session: Session) -> bytes:
     return _VERSION_BYTE + _pack_record(record, ctx)
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_US = timedelta(microseconds=1)
-
-
 def _wake_at_us(wake_at: Any) -> int:
     if type(wake_at) is not datetime or wake_at.utcoffset() is None:
         raise _bad_field("wake_at", "None or an aware datetime", wake_at)
-    return (wake_at - _EPOCH) // _US
+    return utc_micros(wake_at)
 
 
 def _read_extras(extras: Any, session: Session) -> None:
@@ -623,7 +620,7 @@ def _read_extras(extras: Any, session: Session) -> None:
         if key == "wake_at":
             if type(value) is not int:
                 raise _DecodeError("wake_at is not an int")
-            session.wake_at = _EPOCH + timedelta(microseconds=value)
+            session.wake_at = from_utc_micros(value)
         elif key == "requests":
             session._requests = check_requests(value)
         else:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from typing import Any
 
 import msgpack
@@ -40,8 +40,10 @@ from flowcore._values import (
     Paused,
     TaskRecord,
     WaitUntil,
+    from_utc_micros,
     scheduled,
     step_result,
+    utc_micros,
 )
 
 __all__ = [
@@ -55,8 +57,6 @@ __all__ = [
 MAX_REQUEST_ID_LENGTH = 256
 """The longest request id accepted, in characters (a UUID is 36)."""
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_US = timedelta(microseconds=1)
 _SINGLETON_ACTIONS = (
     NextAction.Continue,
     NextAction.ContinueAndExecute,
@@ -147,7 +147,7 @@ def _action(action: NextAction | None) -> Any:
         when = action._task_id
         if isinstance(when, timedelta):
             return [kind, [when.days, when.seconds, when.microseconds]]
-        return [kind, (when - _EPOCH) // _US]
+        return [kind, utc_micros(when)]
     return kind
 
 
@@ -160,7 +160,7 @@ def record_request(
     status = result._status
     second = status._second
     if status._kind == SCHEDULED:
-        second = (second - _EPOCH) // _US
+        second = utc_micros(second)
     tasks = [
         [
             record._task_id,
@@ -212,7 +212,7 @@ def _read_action(value: object) -> NextAction | None:
         return GoTo(arg)
     if kind == WAIT_UNTIL:
         if type(arg) is int:
-            return WaitUntil(_EPOCH + timedelta(microseconds=arg))
+            return WaitUntil(from_utc_micros(arg))
         if type(arg) is list and len(arg) == 3 and all(type(part) is int for part in arg):
             return WaitUntil(timedelta(arg[0], arg[1], arg[2]))
     raise _BadRecord("an action has an unknown kind or argument")
@@ -231,7 +231,7 @@ def _read_status(value: object) -> ExecutionStatus:
     if kind == ERROR and type(first) is str:
         return Error(first)
     if kind == SCHEDULED and type(first) is str and type(second) is int:
-        return scheduled(first, _EPOCH + timedelta(microseconds=second))
+        return scheduled(first, from_utc_micros(second))
     raise _BadRecord(f"a status of kind {kind} has wrong fields")
 
 

@@ -87,8 +87,7 @@ class SessionStorage(abc.ABC):
                     f"now must be an aware datetime, got the naive {now!r}: give it a tzinfo, "
                     "e.g. datetime.now(timezone.utc)"
                 )
-        if limit is not None and (type(limit) is not int or limit < 0):
-            raise ValueError(f"limit must be None or an int >= 0, got {quote_id(limit)}")
+        _check_limit(limit)
 
     @staticmethod
     def check_listing(limit: object, after: object) -> None:
@@ -97,8 +96,7 @@ class SessionStorage(abc.ABC):
         For backend authors: call it first in ``list_sessions``, so that every backend refuses
         the same arguments the same way (ValueError for ``limit``, TypeError for ``after``).
         """
-        if limit is not None and (type(limit) is not int or limit < 0):
-            raise ValueError(f"limit must be None or an int >= 0, got {quote_id(limit)}")
+        _check_limit(limit)
         if after is not None and type(after) is not str:
             raise TypeError(
                 f"after must be None or a str, got {type(after).__name__}: {quote_id(after)}"
@@ -114,6 +112,11 @@ class SessionStorage(abc.ABC):
         tb: TracebackType | None,
     ) -> None:
         await self.close()
+
+
+def _check_limit(limit: object) -> None:
+    if limit is not None and (type(limit) is not int or limit < 0):
+        raise ValueError(f"limit must be None or an int >= 0, got {quote_id(limit)}")
 
 
 def _check_session_id(session_id: object) -> str:

@@ -173,6 +173,20 @@ class WaitUntil(NextAction):
         return self._task_id  # type: ignore[no-any-return]
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=_UTC)
+_US = timedelta(microseconds=1)
+
+
+def utc_micros(moment: datetime) -> int:
+    """An aware datetime as integer microseconds since 1970-01-01 UTC (how blobs store times)."""
+    return (moment - _EPOCH) // _US
+
+
+def from_utc_micros(micros: int) -> datetime:
+    """The aware UTC datetime of :func:`utc_micros`; OverflowError outside the years 1 to 9999."""
+    return _EPOCH + timedelta(microseconds=micros)
+
+
 def wake_time(action: NextAction) -> datetime:
     """The UTC moment a WaitUntil ``action`` applied now waits until."""
     when = action._task_id
