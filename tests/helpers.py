@@ -17,8 +17,11 @@ from flowcore import (
     Graph,
     InMemorySessionStorage,
     NextAction,
+    Session,
+    SessionStorage,
     Task,
     TaskResult,
+    hookimpl,
 )
 
 
@@ -108,3 +111,23 @@ def install_plugin(
     (dist_info / "entry_points.txt").write_text(f"[flowcore]\n{lines}")
     monkeypatch.syspath_prepend(str(home))
     return home
+
+
+class Unlisted(SessionStorage):
+    """A backend that implements the contract and nothing optional: no listing, no expiry, no
+    due sessions. ``UnlistedPlugin`` registers it as ``unlisted://``."""
+
+    async def get(self, session_id: str) -> None:
+        return None
+
+    async def save(self, session: Session) -> None:
+        session.version += 1
+
+    async def delete(self, session_id: str) -> None:
+        pass
+
+
+class UnlistedPlugin:
+    @hookimpl
+    def flowcore_register_storage(self, register: Callable[..., None]) -> None:
+        register("unlisted", lambda url, **options: Unlisted())

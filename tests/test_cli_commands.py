@@ -30,7 +30,6 @@ from flowcore import (
     InMemorySessionStorage,
     NextAction,
     Session,
-    SessionStorage,
     TaskResult,
     hookimpl,
     open_storage,
@@ -40,7 +39,7 @@ from flowcore import (
 )
 from flowcore._cli import main
 
-from .helpers import Step
+from .helpers import Step, UnlistedPlugin
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -374,25 +373,6 @@ def test_session_ids_in_messages_are_quoted_short_and_on_one_line(capsys, shared
         *run_cli(capsys, "sessions", "show", long_id, "--storage", "shared://"),
         f"no session '{'x' * 100}…' (10,000 characters) in shared://",
     )
-
-
-class Unlisted(SessionStorage):
-    """A backend that implements the contract and nothing optional."""
-
-    async def get(self, session_id):
-        return None
-
-    async def save(self, session):
-        session.version += 1
-
-    async def delete(self, session_id):
-        pass
-
-
-class UnlistedPlugin:
-    @hookimpl
-    def flowcore_register_storage(self, register):
-        register("unlisted", lambda url, **options: Unlisted())
 
 
 def test_a_backend_without_listing_or_expiry_says_so_in_one_line(capsys):

@@ -26,14 +26,14 @@ from flowcore import (
     GraphBuilder,
     NextAction,
     Session,
-    SessionStorage,
     TaskResult,
-    hookimpl,
     open_storage,
     register_plugin,
     task,
 )
 from flowcore._cli import main
+
+from .helpers import UnlistedPlugin
 
 UTC = timezone.utc
 
@@ -216,34 +216,15 @@ def test_db_migrate_on_an_older_database_applies_what_it_lacks(older_db: Path) -
 # -- a backend that cannot tell --------------------------------------------------------------------
 
 
-class Timeless(SessionStorage):
-    """A backend that implements the contract and nothing optional."""
-
-    async def get(self, session_id):
-        return None
-
-    async def save(self, session):
-        session.version += 1
-
-    async def delete(self, session_id):
-        pass
-
-
-class TimelessPlugin:
-    @hookimpl
-    def flowcore_register_storage(self, register):
-        register("timeless", lambda url, **options: Timeless())
-
-
 def test_a_backend_without_due_sessions_says_so_in_one_line(capsys) -> None:
-    register_plugin(TimelessPlugin())
+    register_plugin(UnlistedPlugin())
 
-    code = main(["sessions", "list", "--due", "--storage", "timeless://"])
+    code = main(["sessions", "list", "--due", "--storage", "unlisted://"])
 
     out, err = capsys.readouterr()
     assert (code, out) == (1, "")
     assert err == (
-        "flowcore: the timeless:// backend (Timeless) cannot tell which sessions are due (it "
+        "flowcore: the unlisted:// backend (Unlisted) cannot tell which sessions are due (it "
         "does not implement due_sessions); see when one wakes with: flowcore sessions show ID "
         "--storage URL\n"
     )
