@@ -204,7 +204,12 @@ def test_every_public_name_has_an_entry_and_an_example_in_the_api_reference() ->
     text = reference.read_text("utf-8")
     headings = set(re.findall(r"^#+ .*?`([\w.]+)", text, flags=re.M))
     examples = "\n".join(b.code for b in PYTHON if b.page == reference)
-    public = [*flowcore.__all__, "flowcore.codec", "flowcore.testing.StorageConformance"]
+    public = [
+        *flowcore.__all__,
+        "flowcore.codec",
+        "flowcore.testing.StorageConformance",
+        "flowcore.testing.StorageBenchmark",
+    ]
 
     for name in public:
         short = name.rpartition(".")[2]

@@ -1,20 +1,4 @@
-"""Test helpers for plugin authors: the storage conformance suite.
-
-Every storage backend, first- or third-party, runs :class:`StorageConformance` in its own tests by
-subclassing it and overriding one fixture, ``storage``::
-
-    import pytest
-    from flowcore.testing import StorageConformance
-
-    class TestMyStorage(StorageConformance):
-        @pytest.fixture
-        async def storage(self, tmp_path):
-            async with MyStorage(tmp_path / "sessions.db") as storage:
-                yield storage
-
-The suite needs pytest and pytest-asyncio. Under pytest-asyncio's strict mode, decorate the
-fixture with ``@pytest_asyncio.fixture`` instead of ``@pytest.fixture``.
-"""
+"""The storage conformance suite: the storage contract as tests (see ``flowcore.testing``)."""
 
 from __future__ import annotations
 
