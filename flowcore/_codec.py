@@ -603,7 +603,9 @@ def encode_session(session: Session) -> bytes:
         if requests:
             extras["requests"] = requests
         record.append(extras)
-    return _VERSION_BYTE + _pack_record(record, ctx)
+    blob = _VERSION_BYTE + _pack_record(record, ctx)
+    session._stored_size = len(blob)
+    return blob
 
 
 def _wake_at_us(wake_at: Any) -> int:
@@ -1136,6 +1138,7 @@ def decode_session(blob: object, *, session_id: str, version: int) -> Session:
         )
         if len(record) == 9:
             _read_extras(record[8], session)
+        session._stored_size = len(blob)  # type: ignore[arg-type]  # _unpack took it
     except MemoryError:
         raise
     except Exception as exc:

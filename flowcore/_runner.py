@@ -163,11 +163,19 @@ class FlowRunner:
                     result = duplicate
                     raise _Answered
             storage = self._storage
-            session = await storage.get(session_id)
-            if session is None:
-                raise SessionNotFound(session_id)
             if observers.session_loaded:
-                emit(observers.session_loaded, _session_event(SessionLoaded, session, graph.id))
+                io_started = perf_counter()
+                session = await storage.get(session_id)
+                if session is None:
+                    raise SessionNotFound(session_id)
+                emit(
+                    observers.session_loaded,
+                    _session_event(SessionLoaded, session, graph.id, io_started),
+                )
+            else:
+                session = await storage.get(session_id)
+                if session is None:
+                    raise SessionNotFound(session_id)
             if request_id is not None:
                 result = find_request(session, request_id)
             if result is None:
@@ -182,6 +190,9 @@ class FlowRunner:
                 result = await run_step(graph, session, observers.step, sink, version)
                 if request_id is not None:
                     record_request(session, request_id, result, version)
+                if observers.session_saved:
+                    session._stored_size = None  # what this save writes, not what was read
+                    io_started = perf_counter()
                 try:
                     await storage.save(session)
                 except SessionConflict:
@@ -200,7 +211,7 @@ class FlowRunner:
                     if observers.session_saved:
                         emit(
                             observers.session_saved,
-                            _session_event(SessionSaved, session, graph.id),
+                            _session_event(SessionSaved, session, graph.id, io_started),
                         )
         except _Answered:
             pass  # a duplicate of a request running in this process: its result
@@ -306,10 +317,14 @@ class FlowRunner:
         if session_id is None:
             session_id = str(uuid.uuid4())
         session = Session.new_from_task(session_id, task_id, graph_id=graph.id, context=context)
+        io_started = perf_counter()
         await self._storage.save(session)
         observers = self._current_observers()
         if observers.session_saved:
-            emit(observers.session_saved, _session_event(SessionSaved, session, graph.id))
+            emit(
+                observers.session_saved,
+                _session_event(SessionSaved, session, graph.id, io_started),
+            )
         return session
 
     def __repr__(self) -> str:
@@ -403,11 +418,23 @@ def _check_expected(session: Session, expect_task: str | None, expect_version: i
 
 
 def _session_event(
-    event: type[SessionLoaded | SessionSaved], session: Session, graph_id: str
+    event: type[SessionLoaded | SessionSaved],
+    session: Session,
+    graph_id: str,
+    io_started: float,
 ) -> SessionLoaded | SessionSaved:
-    """The event for a session just loaded or saved; its blob size is measured by the codec."""
-    blob_size = len(encode_session(session))
-    return event(session.id, graph_id, session.current_task_id, session.version, blob_size)
+    """The event for a session the backend just read or wrote (since ``io_started``).
+
+    The blob size is the one the codec recorded when the backend decoded or encoded the
+    session; a backend that stores sessions its own way leaves none, and the codec measures.
+    """
+    duration = perf_counter() - io_started
+    blob_size = session._stored_size
+    if blob_size is None:
+        blob_size = len(encode_session(session))
+    return event(
+        session.id, graph_id, session.current_task_id, session.version, blob_size, duration
+    )
 
 
 def _ended(

@@ -26,6 +26,7 @@ class Session:
 
     __slots__ = (
         "_requests",
+        "_stored_size",
         "context",
         "current_task_id",
         "graph_id",
@@ -62,6 +63,9 @@ class Session:
         # The recorded results of the last RECENT_REQUESTS request ids, oldest first, as the
         # codec stores them (flowcore._requests reads and writes them).
         self._requests: list[Any] = []
+        # The length of the blob the codec last made of this session or read it from: what a
+        # backend stored, for the tracers' events (None: not known, measure it).
+        self._stored_size: int | None = None
 
     @classmethod
     def new_from_task(

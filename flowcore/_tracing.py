@@ -50,8 +50,10 @@ class RunStarted:
 class SessionLoaded:
     """The runner loaded the session (``version`` as stored, ``task_id`` its current task).
 
-    ``blob_size`` is the length in bytes of ``flowcore.codec.encode_session`` of the session as
-    loaded: what every backend stores (the id and version live beside it).
+    ``blob_size`` is the length in bytes of the blob the backend read: the session as
+    ``flowcore.codec`` encodes it, which every backend that uses the codec stores (the id and
+    version live beside it); for a backend that stores sessions another way, the codec's
+    encoding is measured. ``duration`` is how long the backend took, in seconds.
     """
 
     session_id: str
@@ -59,6 +61,7 @@ class SessionLoaded:
     task_id: str
     version: int
     blob_size: int
+    duration: float = 0.0
 
 
 @dataclasses.dataclass(slots=True)
@@ -135,13 +138,15 @@ class TaskEnded:
 
 @dataclasses.dataclass(slots=True)
 class SessionSaved:
-    """The runner saved the session as ``version``; ``blob_size`` as in :class:`SessionLoaded`."""
+    """The runner saved the session as ``version``; ``blob_size`` (what the backend wrote) and
+    ``duration`` (seconds the save took) as in :class:`SessionLoaded`."""
 
     session_id: str
     graph_id: str
     task_id: str
     version: int
     blob_size: int
+    duration: float = 0.0
 
 
 @dataclasses.dataclass(slots=True)

@@ -21,7 +21,7 @@ from flowcore import (
     Tracer,
     task,
 )
-from flowcore.codec import encode_session
+from flowcore.codec import encode_session, register_type, unregister_type
 
 from .helpers import Fails, Step, graph_of
 
@@ -359,3 +359,70 @@ async def test_without_task_tracers_a_fan_out_runs_its_children_untraced():
 
     assert result.response == "FanOutTask 'checks' completed 2 child task(s)"
     assert tracer.runs == 1
+
+
+class Counted:
+    """A context value whose codec encoder counts how often a session holding it is encoded."""
+
+    encoded = 0
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+
+def _encode_counted(value: Counted) -> int:
+    Counted.encoded += 1
+    return value.n
+
+
+@pytest.fixture
+def counted():
+    register_type(Counted, _encode_counted, Counted, name="tests.Counted")
+    Counted.encoded = 0
+    yield Counted
+    unregister_type(Counted)
+
+
+async def test_load_and_save_events_cost_no_encoding_of_their_own(recorder, counted):
+    runner = FlowRunner(two_task_chain(), InMemorySessionStorage(), tracers=[recorder])
+    await runner.create_session("s1", context={"v": Counted(7)})
+    counted.encoded = 0
+
+    await runner.run("s1")
+
+    # One encode: the save's. The events take the sizes the backend read and wrote.
+    assert counted.encoded == 1
+    [loaded] = recorder.of("session_loaded")
+    [_created, saved] = recorder.of("session_saved")
+    stored = await runner.storage.get("s1")
+    assert saved.blob_size == len(encode_session(stored))
+    assert loaded.blob_size == _created.blob_size
+    assert loaded.duration > 0 and saved.duration > 0
+
+
+async def test_a_backend_that_stores_sessions_its_own_way_still_reports_sizes(recorder):
+    class OwnWay(flowcore.SessionStorage):
+        """Keeps the session objects themselves: nothing goes through the codec."""
+
+        def __init__(self) -> None:
+            self.sessions: dict[str, flowcore.Session] = {}
+
+        async def get(self, session_id):
+            return self.sessions.get(session_id)
+
+        async def save(self, session):
+            session.version += 1
+            self.sessions[session.id] = session
+
+        async def delete(self, session_id):
+            self.sessions.pop(session_id, None)
+
+    runner = FlowRunner(two_task_chain(), OwnWay(), tracers=[recorder])
+    await runner.create_session("s1")
+    await runner.run("s1")
+
+    [loaded] = recorder.of("session_loaded")
+    saved = recorder.of("session_saved")[-1]
+    session = await runner.storage.get("s1")
+    assert saved.blob_size == len(encode_session(session))
+    assert loaded.blob_size > 0
