@@ -10,7 +10,7 @@ HOT     := _values _context _codec _kernel
 HOT_SRC := $(wildcard $(foreach m,$(HOT),flowcore/$(m).py flowcore/$(m).pxd))
 EXT_STAMP := build/.flowcore-extensions
 
-.PHONY: demo demo-interactive build test lint typecheck docs docs-serve dist bench bench-check clean
+.PHONY: demo demo-interactive build test lint typecheck docs docs-serve dist bench bench-check bench-peers clean
 
 # Create the virtualenv and install flowcore (editable, with the dev tools, what the examples
 # need and the docs tools), every plugin and the example plugin.
@@ -67,6 +67,21 @@ bench: $(EXT_STAMP)
 # The benchmark gate CI runs: fails when a same-run ratio regresses (see docs/performance.md).
 bench-check: $(EXT_STAMP)
 	$(BIN)/python benchmarks/gate.py
+
+# flowcore beside LangGraph, Apache Burr and pydantic-graph on the same workloads (the table of
+# docs/performance.md), in a virtualenv of their own so that the project's own never holds them:
+# flowcore and flowcore-sql as users install them, and the pinned peers. Writes build/peers.md.
+PEERS_VENV  := build/peers-venv
+PEERS_STAMP := $(PEERS_VENV)/.installed
+PEERS_SRC   := $(wildcard flowcore/*.py flowcore/*/*.py flowcore/*.pxd plugins/flowcore-sql/flowcore_sql/*.py)
+$(PEERS_STAMP): benchmarks/peers/requirements.txt pyproject.toml setup.py plugins/flowcore-sql/pyproject.toml $(PEERS_SRC)
+	test -x $(PEERS_VENV)/bin/python || $(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(PEERS_VENV)/bin/python -m pip install --quiet . ./plugins/flowcore-sql -r benchmarks/peers/requirements.txt
+	touch $(PEERS_STAMP)
+
+bench-peers: $(PEERS_STAMP)
+	$(PEERS_VENV)/bin/python benchmarks/peers/run.py $(PEERS_ARGS)
 
 # The codec fuzz run CI makes: 1,000,000 mutated blobs and the deep and crafted values, on the
 # compiled and the pure-Python codec, which must agree on every blob (fuzz/fuzz_codec.py).

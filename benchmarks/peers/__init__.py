@@ -1,0 +1,1 @@
+"""flowcore beside other libraries: ``make bench-peers`` (see run.py)."""
