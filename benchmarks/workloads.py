@@ -7,6 +7,8 @@ from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
 from typing import Any
 
+from flowcore.testing import _timing as timing
+
 
 def hop_tasks(fc: Any) -> SimpleNamespace:
     """Trivial tasks: set one key, go on (sync and async), or chain (ContinueAndExecute)."""
@@ -75,25 +77,19 @@ class Stepper:
         self.loop.close()
 
 
+class _Reference(Stepper):
+    def __init__(self, ops: int) -> None:
+        super().__init__(None, "s", ops)
+        self._run, _ = timing.reference_kernel(self.loop, ops)
+
+    def __call__(self) -> None:
+        self._run()
+
+
 def reference_kernel(ops: int) -> Stepper:
-    """The least a step must do, in plain Python: look up a session in a dict, await a trivial
-    coroutine that sets a key, pick the next task from a dict, store the session back."""
-    sessions: dict[str, dict[str, Any]] = {"s": {"task": "t0", "data": {"k": 1}}}
-    edges = {"t0": "t1", "t1": "t2", "t2": "t0"}
-
-    async def trivial(data: dict[str, Any]) -> None:
-        data["last"] = 1
-
-    async def many() -> None:
-        for _ in range(ops):
-            session = sessions["s"]
-            await trivial(session["data"])
-            session["task"] = edges[session["task"]]
-            sessions["s"] = session
-
-    stepper = Stepper(None, "s", ops)
-    stepper._many = many  # type: ignore[method-assign]
-    return stepper
+    """flowcore's reference kernel (``flowcore.testing``), ``ops`` operations per call: the least
+    a step must do, in plain Python, which the gates divide by."""
+    return _Reference(ops)
 
 
 def representative_context(fc: Any) -> Any:
