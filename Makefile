@@ -77,7 +77,7 @@ PEERS_SRC   := $(wildcard flowcore/*.py flowcore/*/*.py flowcore/*.pxd plugins/f
 $(PEERS_STAMP): benchmarks/peers/requirements.txt pyproject.toml setup.py plugins/flowcore-sql/pyproject.toml $(PEERS_SRC)
 	test -x $(PEERS_VENV)/bin/python || $(PYTHON) -m venv $(PEERS_VENV)
 	$(PEERS_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(PEERS_VENV)/bin/python -m pip install --quiet . ./plugins/flowcore-sql -r benchmarks/peers/requirements.txt
+	$(PEERS_VENV)/bin/python -m pip install --quiet '.[bench]' ./plugins/flowcore-sql -r benchmarks/peers/requirements.txt
 	touch $(PEERS_STAMP)
 
 bench-peers: $(PEERS_STAMP)
