@@ -20,6 +20,7 @@ and the recorder reports only those it finds unmarked.
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import flowcore
 from flowcore import (
@@ -37,6 +38,9 @@ from flowcore import (
 from flowcore_sentry import _sentry
 from flowcore_sentry._settings import Settings, current
 from flowcore_sentry._step import StepRecord, current_step, end_step, start_step
+
+if TYPE_CHECKING:
+    from sentry_sdk import Scope
 
 __all__ = [
     "HANDLER",
@@ -87,17 +91,23 @@ def _report_attempt(
 
 
 class SentryWatcher:
-    """The tracer while Sentry is not initialised: at each run's start, a look at whether it is
-    now (when sentry_sdk is not even imported, a dictionary lookup)."""
+    """The tracer while Sentry is not initialised: at each run's start, a look at the client of
+    Sentry's global scope (when sentry_sdk is not even imported, a dictionary lookup)."""
 
-    __slots__ = ("_looked_at",)
+    __slots__ = ("_looked_at", "_scope")
 
     def __init__(self) -> None:
-        self._looked_at: object = None  # the global client last looked at
+        self._scope: Scope | None = None
+        self._looked_at: object = None  # the client last looked at
 
     def run_started(self, event: RunStarted) -> None:
-        client = _sentry.global_client()
-        if client is None or client is self._looked_at:
+        scope = self._scope
+        if scope is None:
+            scope = self._scope = _sentry.global_scope()
+            if scope is None:
+                return
+        client = scope.client
+        if client is self._looked_at:
             return
         self._looked_at = client
         if _sentry.sends(client):

@@ -14,22 +14,30 @@ from typing import TYPE_CHECKING, Any
 from flowcore import ChatMessage, Context, TaskFailure
 
 if TYPE_CHECKING:
+    from sentry_sdk import Scope
     from sentry_sdk.client import BaseClient
 
-__all__ = ["global_client", "initialised", "report", "sends", "tag_value"]
+__all__ = ["global_client", "global_scope", "initialised", "report", "sends", "tag_value"]
 
 TAG_VALUE_LIMIT = 200
 """The longest tag value Sentry keeps (it drops a longer one, and one with a newline)."""
 
 
-def global_client() -> BaseClient | None:
-    """The client ``sentry_sdk.init`` bound (a non-recording one before it); None when
-    sentry_sdk is not even imported."""
+def global_scope() -> Scope | None:
+    """Sentry's global scope, to which ``sentry_sdk.init`` binds its client; None when
+    sentry_sdk is not even imported. (One scope for the life of the process.)"""
     sdk: Any = sys.modules.get("sentry_sdk")
     if sdk is None:
         return None
-    client: BaseClient = sdk.get_global_scope().client
-    return client
+    scope: Scope = sdk.Scope.get_global_scope()
+    return scope
+
+
+def global_client() -> BaseClient | None:
+    """The client ``sentry_sdk.init`` bound (a non-recording one before it); None when
+    sentry_sdk is not even imported."""
+    scope = global_scope()
+    return None if scope is None else scope.client
 
 
 def sends(client: BaseClient | None) -> bool:

@@ -9,7 +9,6 @@ inside a task (of another session) has a record of its own until it ends.
 from __future__ import annotations
 
 import time
-from collections import deque
 from collections.abc import Iterator
 from contextvars import ContextVar, Token
 from datetime import datetime, timezone
@@ -37,7 +36,7 @@ class StepRecord:
         self.graph_id = event.graph_id
         self.started_at = time.time()
         # (kind, wall-clock time, event): events are read only when a failure is reported.
-        self.tasks: deque[tuple[int, float, Any]] = deque(maxlen=MAX_BREADCRUMBS)
+        self.tasks: list[tuple[int, float, Any]] = []
         self.reported: set[tuple[str, int]] | None = None
         self.token: Token[StepRecord | None] | None = None
 
@@ -73,7 +72,7 @@ class StepRecord:
             "data": {"session_id": self.session_id, "graph_id": self.graph_id},
             "timestamp": _utc(self.started_at),
         }
-        for kind, at, event in self.tasks:
+        for kind, at, event in self.tasks[-MAX_BREADCRUMBS:]:
             yield _retrying_crumb(event, at) if kind == _RETRYING else _ended_crumb(event, at)
 
 
