@@ -18,7 +18,7 @@ from time import monotonic
 from opentelemetry import metrics, trace
 
 import flowcore
-from flowcore import PluginError, RunStarted, Tracer
+from flowcore import PluginError, RunStarted
 from flowcore_otel._tracer import OpenTelemetryTracer
 
 __all__ = ["WAKE_PLUGIN", "DormantTracer", "sdk_configured", "tracer_for_plugin"]
@@ -40,11 +40,11 @@ def _from_api(provider: object) -> bool:
     return tuple(type(provider).__module__.split(".")[:2]) in _API_PACKAGES
 
 
-_plugin_tracer: Tracer | None = None
+_plugin_tracer: OpenTelemetryTracer | DormantTracer | None = None
 _plugin_lock = threading.Lock()
 
 
-def tracer_for_plugin() -> Tracer:
+def tracer_for_plugin() -> OpenTelemetryTracer | DormantTracer:
     """What the plugin registers: an OpenTelemetryTracer once an SDK is set up, a DormantTracer
     until then. flowcore collects the plugins' registrations again whenever a plugin is
     registered or unregistered: each time, the same tracer (its runs in flight go on)."""
@@ -58,11 +58,16 @@ def tracer_for_plugin() -> Tracer:
         return _plugin_tracer
 
 
-class DormantTracer(Tracer):
+class DormantTracer:
     """Waits for an OpenTelemetry SDK: on a run's start, at most once every ``check_every``
     seconds, it looks whether one has been set up; if so, it has flowcore collect the plugins'
     registrations again, and the plugin's OpenTelemetryTracer traces every runner from its
-    next step on."""
+    next step on.
+
+    A tracer with one method, ``run_started``, and not a ``flowcore.Tracer``: any object with
+    some of the tracer methods is a tracer, and this one has nothing of the base class's to
+    inherit.
+    """
 
     check_every = 1.0
     """Seconds between two looks for an SDK."""
