@@ -88,6 +88,38 @@ async def test_a_refused_migration_stores_nothing(storage, flows) -> None:
     assert (stored.version, encode_session(stored)) == (2, before)
 
 
+def refusing_graphs(flows) -> dict[str, tuple[object, str]]:
+    """Graphs a step of a version-1 session at 'review' must refuse, and why."""
+    gap = flows.Graph("claims", version=3).add_task(flows.hop("assess"))
+    gap.add_migration(1, flows.to_v2)
+    no_task = flows.Graph("claims", version=2).add_task(flows.hop("intake"))
+    no_task.add_migration(1, lambda session: None)
+    no_history = flows.Graph("claims", version=2).add_task(flows.hop("review"))
+    no_history.add_migration(1, lambda session: None)
+    other = flows.Graph("billing").add_task(flows.hop("review"))
+    return {
+        "gap": (gap, r"has no migration for 2 -> 3"),
+        "missing task": (no_task, r"is at task 'review', which graph 'claims' does not have"),
+        "missing history": (no_history, r"has task 'intake' in its history"),
+        "other graph": (other, r"belongs to graph 'claims', not to 'billing'"),
+    }
+
+
+@pytest.mark.parametrize("case", ["gap", "missing task", "missing history", "other graph"])
+async def test_a_step_the_rules_refuse_stores_nothing(storage, flows, case: str) -> None:
+    graph, match = refusing_graphs(flows)[case]
+    old = FlowRunner(flows.v1(), storage)
+    await old.create_session("c1")
+    await old.run("c1")  # at 'review', version 1
+    before = encode_session(await storage.get("c1"))
+
+    with pytest.raises(GraphError, match=match):
+        await FlowRunner(graph, storage).run("c1")
+
+    stored = await storage.get("c1")
+    assert (stored.version, encode_session(stored)) == (2, before)
+
+
 async def test_an_old_worker_refuses_a_session_a_new_one_moved_on(storage, flows) -> None:
     old, new = FlowRunner(flows.v1(), storage), FlowRunner(flows.v2(), storage)
     await old.create_session("c1")
