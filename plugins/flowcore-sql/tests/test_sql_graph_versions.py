@@ -5,6 +5,9 @@ a refused step stores nothing, two versions of a workflow share one database, an
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -13,7 +16,6 @@ from flowcore_sql import SqlSessionStorage
 from sql_backends import Backend
 
 from flowcore import FlowRunner, GraphError, Session
-from flowcore._cli import main
 from flowcore.codec import encode_session
 
 FLOWS = """
@@ -145,25 +147,33 @@ async def populate(storage: SqlSessionStorage, flows) -> None:
         await old.create_session(f"poison-{i}", context={"poison": True})
 
 
-async def migrate(
-    backend: Backend, capsys: pytest.CaptureFixture[str], *args: str
-) -> tuple[int, str]:
-    """``flowcore sessions migrate`` as a shell runs it (its own event loop, in a thread here)."""
+async def migrate(backend: Backend, *args: str) -> tuple[int, str]:
+    """``flowcore sessions migrate`` as a user runs it: a process of its own, in the directory
+    of the module that holds the graph."""
     url = backend.url if backend.name == "sqlite" else f"{backend.url}?schema={backend.schema}"
     argv = ["sessions", "migrate", "--graph", "claim_flows:v2", "--storage", url, *args]
-    status = await asyncio.to_thread(main, argv)
-    captured = capsys.readouterr()
-    assert "Traceback" not in captured.err, captured.err
-    return status, captured.out
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "flowcore", *argv],
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        check=False,
+        timeout=120,
+        env={**os.environ, "FLOWCORE_LOAD_PLUGINS": "sql"},
+    )
+    assert "Traceback" not in done.stderr, done.stderr
+    assert done.stdout, done.stderr
+    return done.returncode, done.stdout
 
 
 async def test_sessions_migrate_brings_a_population_up_and_can_run_again(
-    backend: Backend, storage: SqlSessionStorage, flows, capsys: pytest.CaptureFixture[str]
+    backend: Backend, storage: SqlSessionStorage, flows
 ) -> None:
     await populate(storage, flows)
     blobs = {i: encode_session(await storage.get(i)) for i in await storage.list_sessions()}
 
-    status, dry = await migrate(backend, capsys, "--dry-run", "--batch", "64")
+    status, dry = await migrate(backend, "--dry-run", "--batch", "64")
 
     assert status == 1  # ten would fail
     assert "would migrate 200 session(s) to version 2 of graph 'claims'" in dry
@@ -173,7 +183,7 @@ async def test_sessions_migrate_brings_a_population_up_and_can_run_again(
     assert "'poison-0': Session 'poison-0' of graph 'claims': the migration from" in dry
     assert {i: encode_session(await storage.get(i)) for i in blobs} == blobs  # dry: none saved
 
-    status, out = await migrate(backend, capsys, "--batch", "64")
+    status, out = await migrate(backend, "--batch", "64")
 
     assert status == 1
     assert "migrated 200 session(s)" in out
@@ -181,7 +191,7 @@ async def test_sessions_migrate_brings_a_population_up_and_can_run_again(
     assert (stored.graph_version, stored.current_task_id, stored.version) == (2, "assess", 3)
     assert (await storage.get("poison-3")).graph_version == 1
 
-    status, again = await migrate(backend, capsys)
+    status, again = await migrate(backend)
 
     assert "migrated 0 session(s)" in again
     assert "already at version 2: 230" in again
