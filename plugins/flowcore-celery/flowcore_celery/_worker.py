@@ -1,0 +1,239 @@
+"""What a worker does with a step message: run the step on the process's loop, then decide what
+the message becomes — a result, the next step of the drive, a timer, a retry, or a rejection.
+
+Every outcome of a step is one of:
+
+- it ran (or was replayed): Paused with ``drive`` → the next step is sent under the same Celery
+  task id (so the ``AsyncResult`` of the submit gets the drive's last result) and this message is
+  acknowledged; Scheduled → a wake is sent for ``wake_at`` (``eta``) when it is within
+  ``wake_ahead``, else left to ``wake_due``; anything else → the result;
+- ``SessionConflict``: another step of the session saved first → sent again after a backoff
+  (never dropped; the request id makes the retry harmless if the step was in fact applied);
+- a ``StorageError`` (the database down) → retried the same way, up to ``max_retries``;
+- ``SessionNotFound`` or a graph that cannot be imported → a poison message: rejected once (not
+  requeued), logged, and a failure stored as its result;
+- any other ``GraphError`` (a task failed, a task not found, ...) → the drive ends with the error
+  in the result; the core saved nothing of the step.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from celery.exceptions import Ignore, Reject
+
+from flowcore import (
+    ExecutionResult,
+    ExecutionStatus,
+    GraphError,
+    SessionConflict,
+    SessionMoved,
+    SessionNotFound,
+    StorageError,
+    quote_id,
+)
+from flowcore_celery import _trace
+from flowcore_celery._errors import GraphReferenceError, MessageRejected
+from flowcore_celery._messages import decode_updates, request_id_of, wake_request_id
+from flowcore_celery._results import StepResult, error_result, skipped_result, step_result
+from flowcore_celery._runtime import Installation
+
+__all__ = ["run_step_message"]
+
+logger = logging.getLogger("flowcore_celery")
+
+BACKOFF_FIRST = 0.05
+"""Seconds before the first retry of a conflict or a storage error; doubled on each retry."""
+BACKOFF_MAX = 5.0
+"""The longest wait between two retries, in seconds."""
+
+
+@dataclass
+class Stepped:
+    """A step that ran or was replayed (``result``), or a wake that found nothing to wake
+    (``skipped``: why), or a wake that came early (``not_due``)."""
+
+    result: ExecutionResult | None = None
+    skipped: str | None = None
+    not_due: datetime | None = None
+    request_id: str = ""
+
+
+def run_step_message(
+    task: Any,
+    installation: Installation,
+    *,
+    session_id: str,
+    updates: str | None,
+    request_id: str | None,
+    drive: bool,
+    step: int,
+    wake: bool,
+    wake_at: str | None,
+) -> StepResult:
+    """The body of the ``flowcore.step`` Celery task (``task`` is the bound Celery task)."""
+    base = request_id or ""
+    carrier = _trace.carrier_of(task.request.headers or {})
+    try:
+        stepped = installation.loop.run(
+            _step(installation, session_id, updates, base, step, wake, wake_at, carrier)
+        )
+    except (GraphReferenceError, SessionNotFound) as exc:
+        _reject(task, installation, session_id, exc)
+    except SessionConflict as exc:
+        return _retry_later(task, installation, session_id, exc, base, step)
+    except StorageError as exc:
+        return _retry_later(task, installation, session_id, exc, base, step)
+    except GraphError as exc:
+        logger.warning(
+            "flowcore-celery: the step of session %s failed, ending its drive: %s: %s",
+            quote_id(session_id),
+            type(exc).__name__,
+            exc,
+        )
+        return error_result(session_id, exc, steps=step + 1, request_id=base)
+    base = base or stepped.request_id
+    if stepped.skipped is not None:
+        return skipped_result(session_id, stepped.skipped, steps=step, request_id=base)
+    if stepped.not_due is not None:
+        # Early (the worker's clock behind the sender's or the storage's): the same message
+        # again at its time.
+        _send_again(task, eta=stepped.not_due, kwargs={"wake_at": stepped.not_due.isoformat()})
+        raise Ignore()
+    result = stepped.result
+    assert result is not None
+    data = step_result(session_id, result, steps=step + 1, request_id=base)
+    status = result.status
+    if drive and isinstance(status, ExecutionStatus.Paused):
+        _send_again(
+            task,
+            kwargs={
+                "updates": None,
+                "step": step + 1,
+                "wake": False,
+                "wake_at": None,
+                "request_id": base,
+            },
+        )
+        raise Ignore()
+    if isinstance(status, ExecutionStatus.Scheduled):
+        wake_kwargs = {
+            "updates": None,
+            "step": step + 1,
+            "wake": True,
+            "wake_at": status.wake_at.isoformat(),
+            "request_id": base,
+        }
+        if status.wake_at - datetime.now(timezone.utc) <= installation.wake_ahead:
+            if drive:
+                _send_again(task, eta=status.wake_at, kwargs=wake_kwargs)
+                raise Ignore()
+            # One step was asked for: this message ends with it; the wake is a drive of its own.
+            task.apply_async(
+                kwargs={"session_id": session_id, "drive": True, **wake_kwargs},
+                eta=status.wake_at,
+                headers=_trace.headers_to_send() or None,
+            )
+    return data
+
+
+async def _step(
+    installation: Installation,
+    session_id: str,
+    updates: str | None,
+    base: str,
+    step: int,
+    wake: bool,
+    wake_at: str | None,
+    carrier: dict[str, str],
+) -> Stepped:
+    runner = await installation.runner()
+    with _trace.inside(carrier):
+        if not wake:
+            request_id = request_id_of(base, step)
+            result = await runner.run(
+                session_id,
+                context_updates=decode_updates(updates) if step == 0 else None,
+                request_id=request_id,
+            )
+            return Stepped(result=result, request_id=base)
+        session = await runner.storage.get(session_id)
+        if session is None:
+            raise SessionNotFound(session_id)
+        waits_for = session.wake_at.isoformat() if session.wake_at is not None else None
+        if waits_for is None or (wake_at is not None and waits_for != wake_at):
+            return Stepped(
+                skipped=f"session {quote_id(session_id)} no longer waits for "
+                f"{wake_at or 'a time'}: woken by another message, or moved on"
+            )
+        request_id = wake_request_id(session.version, waits_for)
+        try:
+            result = await runner.run(
+                session_id, request_id=request_id, expect_version=session.version
+            )
+        except SessionMoved:
+            return Stepped(skipped=f"session {quote_id(session_id)} moved on while waking")
+        if not result.replayed and result.version == session.version:
+            return Stepped(not_due=session.wake_at, request_id=base or request_id)
+        return Stepped(result=result, request_id=base or request_id)
+
+
+def _send_again(task: Any, *, kwargs: dict[str, Any], eta: datetime | None = None) -> None:
+    """Send this message again, changed by ``kwargs``, under the same Celery task id (the
+    submitter's AsyncResult gets the last result) with the same reply-to and trace headers."""
+    signature = task.signature_from_request(kwargs={**task.request.kwargs, **kwargs}, retries=0)
+    signature.apply_async(eta=eta)
+
+
+def _retry_later(
+    task: Any,
+    installation: Installation,
+    session_id: str,
+    exc: StorageError,
+    base: str,
+    step: int,
+) -> StepResult:
+    retries: int = task.request.retries
+    if retries >= installation.max_retries:
+        logger.error(
+            "flowcore-celery: the step of session %s still fails after %d retries, ending its "
+            "drive: %s: %s",
+            quote_id(session_id),
+            retries,
+            type(exc).__name__,
+            exc,
+        )
+        return error_result(session_id, exc, steps=step + 1, request_id=base)
+    delay = min(BACKOFF_MAX, BACKOFF_FIRST * 2**retries) * random.uniform(0.5, 1.5)
+    logger.info(
+        "flowcore-celery: session %s: %s; step sent again in %.2f s (retry %d)",
+        quote_id(session_id),
+        type(exc).__name__,
+        delay,
+        retries + 1,
+    )
+    raise task.retry(countdown=delay, max_retries=None, exc=exc)
+
+
+def _reject(task: Any, installation: Installation, session_id: str, exc: Exception) -> Any:
+    """A poison message: logged, its failure stored as the result, rejected without requeue."""
+    logger.error(
+        "flowcore-celery: rejected the step message for session %s (task %s, graph %s, "
+        "storage %s), not to be retried: %s: %s",
+        quote_id(session_id),
+        task.request.id,
+        installation.graph_ref,
+        installation.where,
+        type(exc).__name__,
+        exc,
+    )
+    rejected = MessageRejected(
+        f"The step message for session {quote_id(session_id)} was rejected by the worker, "
+        f"not to be retried: {type(exc).__name__}: {exc}"
+    )
+    task.backend.mark_as_failure(task.request.id, rejected, request=task.request)
+    raise Reject(rejected, requeue=False)
