@@ -18,8 +18,10 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
+from flowcore_celery._install import installation_of
 
 import flowcore
 
@@ -96,6 +98,25 @@ def queue_depth(name: str) -> int:
     with Connection(AMQP_URL, connect_timeout=2) as connection:
         _, count, _ = connection.default_channel.queue_declare(name, passive=True)
         return int(count)
+
+
+def new_queue() -> str:
+    """A queue name no other test (nor test run) uses."""
+    return f"fc-celery-test-{uuid.uuid4().hex[:12]}"
+
+
+def close_app(app: Any) -> None:
+    """Close what a test's client app opened: its storage, loop and result consumer."""
+    installation = installation_of(app)
+    if installation.loop.is_running():
+        installation.loop.run(installation.close())
+        installation.loop.stop()
+    # Celery's close() forgets the connections rather than closing them: the result consumer's
+    # is closed here, the producers' (shared by the apps of one broker) at the end of the run.
+    consumer = app.backend.result_consumer
+    if consumer._connection is not None:
+        consumer.stop()
+    app.close()
 
 
 def signal_group(process: subprocess.Popen[bytes], number: int) -> None:

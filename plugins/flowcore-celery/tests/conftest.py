@@ -11,9 +11,7 @@ from __future__ import annotations
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
-import flowcore_celery
 import flowcore_sql.plugin
 import kombu.pools
 import pytest
@@ -24,12 +22,13 @@ from celery_services import (
     STORAGE_URL,
     Workers,
     amqp_problem,
+    close_app,
     delete_queue,
     drop_schema,
+    new_queue,
     postgres_problem,
     require,
 )
-from flowcore_celery._install import installation_of
 
 from flowcore import (
     FlowRunner,
@@ -65,10 +64,6 @@ def services() -> Iterator[None]:
     drop_schema()
 
 
-def new_queue() -> str:
-    return f"fc-celery-test-{uuid.uuid4().hex[:12]}"
-
-
 @pytest.fixture(scope="module")
 def workers(services: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workers]:
     """Two worker processes (prefork, two pool processes each) shared by a module's tests, on a
@@ -81,19 +76,6 @@ def workers(services: None, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     finally:
         started.stop()
         delete_queue(queue)
-
-
-def close_app(app: Celery) -> None:
-    installation = installation_of(app)
-    if installation.loop.is_running():
-        installation.loop.run(installation.close())
-        installation.loop.stop()
-    # Celery's close() forgets the connections rather than closing them: the result consumer's
-    # is closed here, the producers' (shared by the apps of one broker) at the end of the run.
-    consumer = app.backend.result_consumer
-    if consumer._connection is not None:
-        consumer.stop()
-    app.close()
 
 
 @pytest.fixture
@@ -116,11 +98,3 @@ async def runner(services: None) -> AsyncIterator[FlowRunner]:
 def prefix() -> str:
     """Session ids of the test's own."""
     return f"t-{uuid.uuid4().hex[:8]}"
-
-
-@pytest.fixture
-def workdir(tmp_path: Path) -> Path:
-    return tmp_path
-
-
-__all__ = ["flowcore_celery"]

@@ -8,9 +8,15 @@ import flowcore_celery
 import pytest
 from celery import Celery
 from celery_app import make_app
-from celery_services import STORAGE_URL, Workers, delete_queue, queue_depth
+from celery_services import (
+    STORAGE_URL,
+    Workers,
+    close_app,
+    delete_queue,
+    new_queue,
+    queue_depth,
+)
 
-from conftest import close_app, new_queue
 from flowcore import FlowRunner, GraphError, SerializationError, SessionNotFound, StorageError
 
 pytestmark = pytest.mark.slow

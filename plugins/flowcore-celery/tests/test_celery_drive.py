@@ -56,9 +56,7 @@ async def test_a_worker_killed_mid_run_loses_nothing_and_applies_nothing_twice(
     services: None, runner: FlowRunner, prefix: str, tmp_path
 ) -> None:
     from celery_app import make_app
-    from celery_services import STORAGE_URL, delete_queue
-
-    from conftest import close_app, new_queue
+    from celery_services import STORAGE_URL, close_app, delete_queue, new_queue
 
     queue = new_queue()
     workers = Workers(queue, tmp_path).start()
