@@ -42,6 +42,7 @@ class Installation:
     storage_options: Mapping[str, Any]
     wake_ahead: timedelta
     max_retries: int
+    steps_per_message: int
     loop: LoopThread = field(default_factory=lambda: LoopThread("flowcore-celery"))
     _pid: int = 0
     _graph: Graph | None = None

@@ -22,7 +22,7 @@ import logging
 import random
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, NoReturn
 
 from celery.exceptions import Ignore, Reject
 
@@ -75,11 +75,75 @@ def run_step_message(
     wake: bool,
     wake_at: str | None,
 ) -> StepResult:
-    """The body of the ``flowcore.step`` Celery task (``task`` is the bound Celery task)."""
+    """The body of the ``flowcore.step`` Celery task (``task`` is the bound Celery task).
+
+    A drive takes up to ``installation.steps_per_message`` steps in this message, then sends
+    the rest on in a new one: each step through the broker would cost a round trip, and a
+    message that took more steps than the session's record of request ids holds (8) could,
+    delivered again, find its first steps forgotten and run them twice.
+    """
     base = request_id or ""
     carrier = _trace.carrier_of(task.request.headers or {})
+    first = step
+    while True:
+        stepped = _run_or_settle(
+            task,
+            installation,
+            session_id,
+            updates if step == first else None,
+            base,
+            step,
+            wake,
+            wake_at,
+            carrier,
+        )
+        if not isinstance(stepped, Stepped):
+            return stepped
+        base = base or stepped.request_id
+        if stepped.skipped is not None:
+            return skipped_result(session_id, stepped.skipped, steps=step, request_id=base)
+        if stepped.not_due is not None:
+            # Early (the worker's clock behind the sender's or the storage's): the same message
+            # again at its time.
+            _send_again(task, eta=stepped.not_due, kwargs={"wake_at": stepped.not_due.isoformat()})
+            raise Ignore()
+        result = stepped.result
+        assert result is not None
+        status = result.status
+        if drive and isinstance(status, ExecutionStatus.Paused):
+            step, wake, wake_at = step + 1, False, None
+            if step - first < installation.steps_per_message:
+                continue
+            _send_again(
+                task,
+                kwargs={
+                    "updates": None,
+                    "step": step,
+                    "wake": False,
+                    "wake_at": None,
+                    "request_id": base,
+                },
+            )
+            raise Ignore()
+        if isinstance(status, ExecutionStatus.Scheduled):
+            _wake_later(task, installation, session_id, status, base, step, drive)
+        return step_result(session_id, result, steps=step + 1, request_id=base)
+
+
+def _run_or_settle(
+    task: Any,
+    installation: Installation,
+    session_id: str,
+    updates: str | None,
+    base: str,
+    step: int,
+    wake: bool,
+    wake_at: str | None,
+    carrier: dict[str, str],
+) -> Stepped | StepResult:
+    """The step, or what its error makes of the message: a rejection, a retry, an error."""
     try:
-        stepped = installation.loop.run(
+        return installation.loop.run(
             _step(installation, session_id, updates, base, step, wake, wake_at, carrier)
         )
     except (GraphReferenceError, SessionNotFound) as exc:
@@ -96,49 +160,37 @@ def run_step_message(
             exc,
         )
         return error_result(session_id, exc, steps=step + 1, request_id=base)
-    base = base or stepped.request_id
-    if stepped.skipped is not None:
-        return skipped_result(session_id, stepped.skipped, steps=step, request_id=base)
-    if stepped.not_due is not None:
-        # Early (the worker's clock behind the sender's or the storage's): the same message
-        # again at its time.
-        _send_again(task, eta=stepped.not_due, kwargs={"wake_at": stepped.not_due.isoformat()})
+
+
+def _wake_later(
+    task: Any,
+    installation: Installation,
+    session_id: str,
+    status: Any,
+    base: str,
+    step: int,
+    drive: bool,
+) -> None:
+    """A session scheduled within ``wake_ahead`` is sent again for its time (``eta``): as the
+    rest of this drive (this message then ends unanswered), or, after a single step, as a
+    drive of its own. Later ones are left to ``wake_due``."""
+    if status.wake_at - datetime.now(timezone.utc) > installation.wake_ahead:
+        return
+    wake_kwargs = {
+        "updates": None,
+        "step": step + 1,
+        "wake": True,
+        "wake_at": status.wake_at.isoformat(),
+        "request_id": base,
+    }
+    if drive:
+        _send_again(task, eta=status.wake_at, kwargs=wake_kwargs)
         raise Ignore()
-    result = stepped.result
-    assert result is not None
-    data = step_result(session_id, result, steps=step + 1, request_id=base)
-    status = result.status
-    if drive and isinstance(status, ExecutionStatus.Paused):
-        _send_again(
-            task,
-            kwargs={
-                "updates": None,
-                "step": step + 1,
-                "wake": False,
-                "wake_at": None,
-                "request_id": base,
-            },
-        )
-        raise Ignore()
-    if isinstance(status, ExecutionStatus.Scheduled):
-        wake_kwargs = {
-            "updates": None,
-            "step": step + 1,
-            "wake": True,
-            "wake_at": status.wake_at.isoformat(),
-            "request_id": base,
-        }
-        if status.wake_at - datetime.now(timezone.utc) <= installation.wake_ahead:
-            if drive:
-                _send_again(task, eta=status.wake_at, kwargs=wake_kwargs)
-                raise Ignore()
-            # One step was asked for: this message ends with it; the wake is a drive of its own.
-            task.apply_async(
-                kwargs={"session_id": session_id, "drive": True, **wake_kwargs},
-                eta=status.wake_at,
-                headers=_trace.headers_to_send() or None,
-            )
-    return data
+    task.apply_async(
+        kwargs={"session_id": session_id, "drive": True, **wake_kwargs},
+        eta=status.wake_at,
+        headers=_trace.headers_to_send() or None,
+    )
 
 
 async def _step(
@@ -219,7 +271,7 @@ def _retry_later(
     raise task.retry(countdown=delay, max_retries=None, exc=exc)
 
 
-def _reject(task: Any, installation: Installation, session_id: str, exc: Exception) -> Any:
+def _reject(task: Any, installation: Installation, session_id: str, exc: Exception) -> NoReturn:
     """A poison message: logged, its failure stored as the result, rejected without requeue."""
     logger.error(
         "flowcore-celery: rejected the step message for session %s (task %s, graph %s, "

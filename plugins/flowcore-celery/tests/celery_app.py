@@ -42,6 +42,8 @@ if os.environ.get("FLOWCORE_CELERY_QUEUE"):  # a worker started by the tests
         os.environ["FLOWCORE_CELERY_QUEUE"],
         os.environ["FLOWCORE_CELERY_STORAGE"],
         graph=os.environ.get("FLOWCORE_CELERY_GRAPH", "celery_graphs:graph"),
+        # Two steps a message: a three-step drive takes one message and goes on in a second.
+        steps_per_message=2,
     )
     if os.environ.get("FLOWCORE_CELERY_SPANS"):
         import celery_spans

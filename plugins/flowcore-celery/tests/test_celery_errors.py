@@ -155,3 +155,9 @@ def test_install_twice_on_one_app_is_refused() -> None:
             flowcore_celery.install(app, graph="celery_graphs:graph", storage="memory://")
     finally:
         close_app(app)
+
+
+@pytest.mark.parametrize("steps", [0, 8, "4"])
+def test_steps_per_message_stays_below_the_request_record(steps: object) -> None:
+    with pytest.raises(ValueError, match="steps_per_message must be an int from 1 to 7"):
+        make_app("nowhere", "memory://", steps_per_message=steps)

@@ -35,7 +35,7 @@ async def test_the_workers_run_spans_nest_under_the_submitting_span(
         json.loads(line) for line in (workers.directory / "spans.jsonl").read_text().splitlines()
     ]
     runs = [s for s in spans if s["name"] == "flowcore.run" and s["session_id"] == prefix]
-    assert len(runs) == 3  # one per step of the drive, each in its own message
+    assert len(runs) == 3  # one per step, in the drive's two messages
     for run in runs:
         assert run["trace_id"] == f"{submitting.context.trace_id:032x}"
         assert run["parent_id"] == f"{submitting.context.span_id:016x}"
