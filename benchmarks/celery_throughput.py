@@ -91,13 +91,22 @@ def make_app(queue: str, storage: str):
 
 
 if os.environ.get("FLOWCORE_BENCH_QUEUE"):  # a worker process of the benchmark
+    from celery import signals
+
     app = make_app(os.environ["FLOWCORE_BENCH_QUEUE"], os.environ["FLOWCORE_BENCH_STORAGE"])
+
+    @signals.worker_ready.connect
+    def say_ready(**_: object) -> None:
+        # Whatever the log level: the benchmark waits for this line.
+        print("flowcore-celery: worker ready", file=sys.stderr, flush=True)
 
 
 class Worker:
     """One ``celery worker`` with ``concurrency`` pool processes, stopped by PID."""
 
-    def __init__(self, queue: str, storage: str, concurrency: int, log: Path) -> None:
+    def __init__(
+        self, queue: str, storage: str, concurrency: int, log: Path, level: str = "WARNING"
+    ) -> None:
         env = {
             **os.environ,
             "PYTHONPATH": str(ROOT),
@@ -113,12 +122,12 @@ class Worker:
                     "-A", "benchmarks.celery_throughput", "worker",
                     "--concurrency", str(concurrency), "--hostname", f"{queue}@%h",
                     "--without-gossip", "--without-mingle", "--without-heartbeat",
-                    "--loglevel", "INFO",
+                    "--loglevel", level,
                 ],
                 cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
         deadline = time.monotonic() + 60
-        while b" ready." not in log.read_bytes():
+        while b"flowcore-celery: worker ready" not in log.read_bytes():
             if self.process.poll() is not None or time.monotonic() > deadline:
                 self.stop()
                 raise RuntimeError(f"the worker did not start:\n{log.read_text()}")
@@ -247,7 +256,7 @@ def hot_session(storage_url: str, count: int, logs: Path) -> dict:
 
     asyncio.run(create())
     queue = f"fc-bench-{uuid.uuid4().hex[:10]}"
-    worker = Worker(queue, storage_url, 4, logs / "worker-hot.log")
+    worker = Worker(queue, storage_url, 4, logs / "worker-hot.log", level="INFO")
     client = make_app(queue, storage_url)
     time.sleep(2)  # every pool process has opened its storage: all four take steps at once
     try:

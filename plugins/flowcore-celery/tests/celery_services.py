@@ -34,9 +34,9 @@ RUN = uuid.uuid4().hex[:10]
 SCHEMA = f"fc_celery_{RUN}"
 STORAGE_URL = f"{POSTGRES_URL}?schema={SCHEMA}"
 TESTS = Path(__file__).resolve().parent
-PATH_FOR_WORKERS = os.pathsep.join(
-    [str(TESTS), str(TESTS.parent), str(Path(flowcore.__file__).resolve().parent.parent)]
-)
+ROOT = Path(flowcore.__file__).resolve().parent.parent
+"""The checkout whose flowcore the tests import: its examples/ are tested too."""
+PATH_FOR_WORKERS = os.pathsep.join([str(TESTS), str(TESTS.parent), str(ROOT)])
 CELERY = str(Path(sys.executable).with_name("celery"))
 
 
@@ -130,8 +130,18 @@ class Workers:
     process group of its own, stopped by PID (SIGTERM, then SIGKILL) by ``stop``."""
 
     def __init__(
-        self, queue: str, directory: Path, *, count: int = 2, concurrency: int = 2, **env: str
+        self,
+        queue: str,
+        directory: Path,
+        *,
+        count: int = 2,
+        concurrency: int = 2,
+        app: str = "celery_app",
+        cwd: Path = TESTS,
+        **env: str,
     ) -> None:
+        self.app = app
+        self.cwd = cwd
         self.queue = queue
         self.directory = directory
         self.count = count
@@ -158,7 +168,7 @@ class Workers:
                         [
                             CELERY,
                             "-A",
-                            "celery_app",
+                            self.app,
                             "worker",
                             "--pool",
                             "prefork",
@@ -172,7 +182,7 @@ class Workers:
                             "--loglevel",
                             "INFO",
                         ],
-                        cwd=TESTS,
+                        cwd=self.cwd,
                         env=self.env,
                         stdout=out,
                         stderr=subprocess.STDOUT,
