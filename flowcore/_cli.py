@@ -4,6 +4,7 @@
     flowcore demo [ARGS...]
     flowcore plugins [--all] [--hook NAME]
     flowcore sessions list|show|delete|cleanup --storage URL [--import MODULE]...
+    flowcore sessions migrate --graph MODULE:ATTR --storage URL [--dry-run]
     flowcore graph MODULE:ATTR [--format mermaid|text]
     flowcore db migrate [URL] [--import MODULE]...
 
@@ -32,6 +33,7 @@ from typing import NoReturn
 
 from flowcore import _plugins
 from flowcore._cli_graph import graph_as_text, import_user_module, load_graph
+from flowcore._cli_migrate import sessions_migrate_command
 from flowcore._cli_storage import (
     STORAGE_ENV,
     CliError,
@@ -150,7 +152,9 @@ def _parser() -> _Parser:
 
 
 def _add_sessions(commands: argparse._SubParsersAction[_Parser]) -> None:
-    sessions = commands.add_parser("sessions", help="list, show, delete or clean up sessions")
+    sessions = commands.add_parser(
+        "sessions", help="list, show, delete, migrate or clean up sessions"
+    )
     actions = sessions.add_subparsers(dest="sessions_command", metavar="COMMAND", required=True)
 
     def storage_option(command: argparse.ArgumentParser) -> None:
@@ -185,6 +189,30 @@ def _add_sessions(commands: argparse._SubParsersAction[_Parser]) -> None:
     delete = actions.add_parser("delete", help="delete sessions")
     storage_option(delete)
     delete.add_argument("session_ids", metavar="ID", nargs="+")
+
+    migrate = actions.add_parser(
+        "migrate",
+        help="bring every stored session up to a graph's version",
+        description="Load every stored session of the graph (and those of no graph), apply "
+        "the graph's migrations and save each with compare-and-set: one stepped meanwhile is "
+        "loaded again, never overwritten. Sessions already at the version are only read, so "
+        "an interrupted run is resumed by running it again. Exit status 1 if any failed.",
+    )
+    storage_option(migrate)
+    migrate.add_argument(
+        "--graph",
+        required=True,
+        metavar="MODULE:ATTR",
+        help="the graph, as for `flowcore graph`, e.g. myapp.flows:claims",
+    )
+    migrate.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="run the migrations without saving, and report what would fail",
+    )
+    migrate.add_argument(
+        "--batch", type=_count, default=100, metavar="N", help="sessions at a time (100)"
+    )
 
     cleanup = actions.add_parser(
         "cleanup", help="delete the expired sessions (backends with expiry, e.g. flowcore-sql)"
@@ -333,6 +361,11 @@ def _run(parser: _Parser, args: argparse.Namespace) -> int:
         return asyncio.run(show_command(url, args.session_id))
     if args.sessions_command == "delete":
         return asyncio.run(delete_command(url, args.session_ids))
+    if args.sessions_command == "migrate":
+        graph = load_graph(args.graph)
+        return asyncio.run(
+            sessions_migrate_command(url, graph, dry_run=args.dry_run, batch=args.batch)
+        )
     return asyncio.run(cleanup_command(url, batch=args.batch))
 
 

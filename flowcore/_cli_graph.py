@@ -95,7 +95,7 @@ def graph_as_text(graph: Graph) -> str:
     fan-out with the children it runs)."""
     task_ids = graph.task_ids
     count = f"{len(task_ids)} task{'' if len(task_ids) == 1 else 's'}"
-    lines = [f"graph {graph.id} ({count}, start: {graph.start_task_id})"]
+    lines = [f"graph {graph.id} version {graph.version} ({count}, start: {graph.start_task_id})"]
     edges: dict[str, list[str]] = {}
     for source, target, label in graph.edges():
         missing = "" if target in task_ids else "  (missing task)"

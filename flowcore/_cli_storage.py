@@ -20,6 +20,7 @@ __all__ = [
     "delete_command",
     "list_command",
     "migrate_command",
+    "open_existing",
     "show_command",
 ]
 
@@ -59,7 +60,7 @@ def _check_sqlite_file(url: str) -> None:
 
 
 @asynccontextmanager
-async def _storage(url: str) -> AsyncIterator[SessionStorage]:
+async def open_existing(url: str) -> AsyncIterator[SessionStorage]:
     """The backend for ``url``, connected; a SQLite file must exist already."""
     _check_sqlite_file(url)
     async with open_storage(url) as storage:
@@ -69,7 +70,7 @@ async def _storage(url: str) -> AsyncIterator[SessionStorage]:
 async def list_command(
     url: str, *, limit: int | None, after: str | None, as_json: bool, due: bool = False
 ) -> int:
-    async with _storage(url) as storage:
+    async with open_existing(url) as storage:
         if due:
             ids = await _due_ids(url, storage, limit)
         else:
@@ -101,7 +102,7 @@ async def _due_ids(url: str, storage: SessionStorage, limit: int | None) -> list
 
 
 async def show_command(url: str, session_id: str) -> int:
-    async with _storage(url) as storage:
+    async with open_existing(url) as storage:
         try:
             session = await storage.get(session_id)
         except StorageError as exc:
@@ -120,7 +121,7 @@ async def show_command(url: str, session_id: str) -> int:
 
 async def delete_command(url: str, session_ids: Sequence[str]) -> int:
     missing = []
-    async with _storage(url) as storage:
+    async with open_existing(url) as storage:
         for session_id in session_ids:
             try:
                 exists = await storage.get(session_id) is not None
@@ -148,7 +149,7 @@ def _not_found(url: str, *session_ids: str) -> CliError:
 
 
 async def cleanup_command(url: str, *, batch: int) -> int:
-    async with _storage(url) as storage:
+    async with open_existing(url) as storage:
         cleanup = getattr(storage, "cleanup", None)
         if cleanup is None:
             raise CliError(

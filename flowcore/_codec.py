@@ -11,10 +11,11 @@ by one msgpack array (the session id and version live beside the blob in storage
      max_chat_messages, data, chat]
 
 A session with a timer or recorded request ids has a ninth item, a map of the extra fields it
-has: ``"wake_at"`` (integer microseconds since 1970-01-01 UTC) and ``"requests"`` (the
-recorded results of its last request ids, see ``flowcore._requests``). A session with neither
-is stored in exactly eight. A map key this flowcore does not know is refused at load by name,
-rather than dropped by the next save.
+has: ``"wake_at"`` (integer microseconds since 1970-01-01 UTC), ``"requests"`` (the
+recorded results of its last request ids, see ``flowcore._requests``) and ``"graph_version"``
+(the version of the graph it was saved under, when not 1). A session with none of them is
+stored in exactly eight, and reads as graph version 1. A map key this flowcore does not know
+is refused at load by name, rather than dropped by the next save.
 
 ``history`` is a list of str, ``data`` the context data (a map, str keys) and ``chat`` a flat
 array of three items per message: ``role`` (0 user, 1 assistant, 2 system), ``content`` and
@@ -596,12 +597,17 @@ def encode_session(session: Session) -> bytes:
     ]
     wake_at = session.wake_at
     requests = session._requests
-    if wake_at is not None or requests:
+    graph_version = session.graph_version
+    if wake_at is not None or requests or (graph_version is not None and graph_version != 1):
         extras: dict[str, Any] = {}
         if wake_at is not None:
             extras["wake_at"] = _wake_at_us(wake_at)
         if requests:
             extras["requests"] = requests
+        if graph_version is not None and graph_version != 1:
+            if type(graph_version) is not int or graph_version < 1:
+                raise _bad_field("graph_version", "None or an int >= 1", graph_version)
+            extras["graph_version"] = graph_version
         record.append(extras)
     blob = _VERSION_BYTE + _pack_record(record, ctx)
     session._stored_size = len(blob)
@@ -625,6 +631,10 @@ def _read_extras(extras: Any, session: Session) -> None:
             session.wake_at = from_utc_micros(value)
         elif key == "requests":
             session._requests = check_requests(value)
+        elif key == "graph_version":
+            if type(value) is not int or value < 2:
+                raise _DecodeError("graph_version is not an int above 1")
+            session.graph_version = value
         else:
             raise _DecodeError(
                 f"it has a field this flowcore does not know, {quote_id(key)}: load it with the "
@@ -1135,6 +1145,7 @@ def decode_session(blob: object, *, session_id: str, version: int) -> Session:
             version=version,
             is_completed=is_completed,
             history=history,
+            graph_version=1,
         )
         if len(record) == 9:
             _read_extras(record[8], session)

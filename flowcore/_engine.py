@@ -21,6 +21,7 @@ from flowcore._context import Context
 from flowcore._errors import TaskExecutionFailed
 from flowcore._handlers import ErrorDecision, Handler, Report, Retry, Route, TaskFailure, decide
 from flowcore._kernel import StepRun, not_a_result, raise_task_failure
+from flowcore._migrations import check_owner, migrate
 from flowcore._observers import Observers
 from flowcore._session import Session
 from flowcore._task import RetryPolicy, Task
@@ -346,12 +347,17 @@ async def execute_session(
     With ``observers``, tracers see each task and error handlers decide on failures; a
     reported failure ends the step with its Error status and the failed task still current.
     With ``sink``, it is told of each task as it starts and ends.
-    The result's ``version`` is left None: the session is not saved here.
+    The result's ``version`` is left None: the session is not saved here. A session of another
+    graph, or of a graph version it cannot be brought to, raises GraphError (see
+    ``flowcore._migrations``); an older one is migrated first.
     """
+    check_owner(graph, session)
     if session.is_completed or session.wake_at is not None:
         not_run = held(session)
         if not_run is not None:
             return not_run
+    if session.graph_version != graph.version:
+        migrate(graph, session)
     return await run_step(graph, session, observers, sink, None)
 
 

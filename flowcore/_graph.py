@@ -11,6 +11,7 @@ from flowcore._engine import execute_session
 from flowcore._errors import GraphError, InvalidEdge, TaskNotFound
 from flowcore._fanout import FanOutTask
 from flowcore._kernel import Predicate, Route, find_next_task
+from flowcore._migrations import Migration, check_graph_version
 from flowcore._session import Session
 from flowcore._task import RetryPolicy, Task
 from flowcore._values import ExecutionResult
@@ -57,6 +58,8 @@ class Graph:
 
     ``task_timeout`` (seconds) applies to each async task without a timeout of its own;
     ``max_steps`` bounds how many tasks one step may run. None disables either.
+    ``version`` (1, 2, ...) is the version of the workflow: raise it when a change would strand
+    stored sessions, and register the migrations that bring them up (:meth:`add_migration`).
     Edges are not checked as they are added (use GraphBuilder for that).
     """
 
@@ -66,10 +69,14 @@ class Graph:
         *,
         task_timeout: float | None = 300.0,
         max_steps: int | None = 10_000,
+        version: int = 1,
     ) -> None:
         self.id = _check_id(id, "Graph id")
         self.task_timeout: float | None = _check_limit(task_timeout, "task_timeout")
         self.max_steps: int | None = _check_limit(max_steps, "max_steps", integer=True)
+        self.version: int = check_graph_version(version, "Graph version")
+        # from_version -> fn(session) bringing a session to from_version + 1.
+        self._migrations: dict[int, Migration] = {}
         self._tasks: dict[str, Task] = {}
         self._start_task_id: str | None = None
         # Every edge as added: (from_id, to_id, predicate of a "yes" branch or None, is a "no").
@@ -121,6 +128,35 @@ class Graph:
             )
         self._start_task_id = task_id
         return self
+
+    def add_migration(self, from_version: int, fn: Migration) -> Graph:
+        """Register ``fn(session)``, which brings a session of version ``from_version`` to
+        ``from_version + 1`` in place: rename tasks (``current_task_id`` and ``history``),
+        reshape or rename context keys, change the chat.
+
+        A step that loads an older session applies the chain of migrations up to the graph's
+        version before it runs, and saves the result with the step.
+        """
+        check_graph_version(from_version, "add_migration from_version")
+        if from_version >= self.version:
+            raise ValueError(
+                f"a migration from version {from_version} of graph '{self.id}' leads to version "
+                f"{from_version + 1}, above the graph's version {self.version}: give the graph "
+                f"its new version first, Graph({self.id!r}, version={from_version + 1})"
+            )
+        if not callable(fn):
+            raise TypeError(f"add_migration takes a function fn(session), got {type(fn).__name__}")
+        if from_version in self._migrations:
+            raise GraphError(
+                f"graph '{self.id}' already has a migration from version {from_version} to "
+                f"{from_version + 1}; one function per version: do both changes in it"
+            )
+        self._migrations[from_version] = fn
+        return self
+
+    def migration(self, from_version: int) -> Migration | None:
+        """The migration registered from ``from_version`` to the next version, or None."""
+        return self._migrations.get(from_version)
 
     def _reroute(self, from_id: str) -> None:
         conditional: list[tuple[Predicate, str]] = []
@@ -184,6 +220,8 @@ class Graph:
             return node_ids[task_id]
 
         lines = ["flowchart TD"]
+        if self.version != 1:
+            lines.append(f"    %% {_mermaid_text(self.id)}, version {self.version}")
         children_links: list[str] = []
 
         def children(parent: str, task: Task | None) -> None:
@@ -210,7 +248,10 @@ class Graph:
         return "\n".join([*lines, *children_links]) + "\n"
 
     def __repr__(self) -> str:
-        return f"<Graph {self.id!r}: {len(self._tasks)} tasks, start={self._start_task_id!r}>"
+        version = "" if self.version == 1 else f" version {self.version}"
+        return (
+            f"<Graph {self.id!r}{version}: {len(self._tasks)} tasks, start={self._start_task_id!r}>"
+        )
 
 
 def _mermaid_text(text: str) -> str:
@@ -231,9 +272,10 @@ class GraphBuilder:
         *,
         task_timeout: float | None = 300.0,
         max_steps: int | None = 10_000,
+        version: int = 1,
     ) -> None:
         # A Graph checks the arguments now, so a mistake is reported where it was made.
-        self._graph = Graph(id, task_timeout=task_timeout, max_steps=max_steps)
+        self._graph = Graph(id, task_timeout=task_timeout, max_steps=max_steps, version=version)
         self._start_task_id: str | None = None
 
     def add_task(self, task: Task) -> GraphBuilder:
@@ -251,6 +293,11 @@ class GraphBuilder:
     ) -> GraphBuilder:
         """After ``from_id``, go to ``yes_id`` if ``predicate(ctx)`` is true, else ``no_id``."""
         self._graph.add_conditional_edge(from_id, predicate, yes_id, no_id)
+        return self
+
+    def add_migration(self, from_version: int, fn: Migration) -> GraphBuilder:
+        """Register a migration from ``from_version`` to the next (see Graph.add_migration)."""
+        self._graph.add_migration(from_version, fn)
         return self
 
     def set_start_task(self, task_id: str) -> GraphBuilder:
@@ -278,9 +325,15 @@ class GraphBuilder:
                         f"'{task_id}' ({end}); add_task it or fix the id. "
                         f"Known tasks: {', '.join(sorted(source._tasks))}"
                     )
-        graph = Graph(source.id, task_timeout=source.task_timeout, max_steps=source.max_steps)
+        graph = Graph(
+            source.id,
+            task_timeout=source.task_timeout,
+            max_steps=source.max_steps,
+            version=source.version,
+        )
         for task in source._tasks.values():
             graph.add_task(task)
+        graph._migrations = dict(source._migrations)
         graph._edges = list(source._edges)
         for from_id in {edge[0] for edge in source._edges}:
             graph._reroute(from_id)

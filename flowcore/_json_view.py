@@ -35,6 +35,7 @@ def session_as_json(session: Session) -> dict[str, Any]:
     return {
         "id": session.id,
         "graph_id": session.graph_id,
+        "graph_version": session.graph_version,
         "version": session.version,
         "current_task_id": session.current_task_id,
         "status_message": session.status_message,

@@ -23,6 +23,7 @@ from flowcore._errors import (
 )
 from flowcore._graph import Graph
 from flowcore._handlers import Handler
+from flowcore._migrations import check_owner, migrate
 from flowcore._observers import Observers
 from flowcore._requests import check_request_id, find_request, record_request
 from flowcore._session import Session
@@ -152,7 +153,7 @@ class FlowRunner:
         graph = self._graph
         started_at = perf_counter() if observers.run_ended else 0.0
         if observers.run_started:
-            emit(observers.run_started, RunStarted(session_id, graph.id))
+            emit(observers.run_started, RunStarted(session_id, graph.id, graph.version))
         session: Session | None = None
         leader: _Leader | None = None
         result: ExecutionResult | None = None
@@ -168,6 +169,7 @@ class FlowRunner:
                 session = await storage.get(session_id)
                 if session is None:
                     raise SessionNotFound(session_id)
+                check_owner(graph, session)
                 emit(
                     observers.session_loaded,
                     _session_event(SessionLoaded, session, graph.id, io_started),
@@ -176,6 +178,7 @@ class FlowRunner:
                 session = await storage.get(session_id)
                 if session is None:
                     raise SessionNotFound(session_id)
+                check_owner(graph, session)
             if request_id is not None:
                 result = find_request(session, request_id)
             if result is None:
@@ -184,6 +187,8 @@ class FlowRunner:
                 if session.is_completed or session.wake_at is not None:
                     result = held(session)
             if result is None:
+                if session.graph_version != graph.version:
+                    migrate(graph, session)  # saved with the step, or not at all
                 if context_updates:
                     session.context.update(context_updates)
                 version = session.version + 1  # what a save stores it as
@@ -221,15 +226,13 @@ class FlowRunner:
             if observers.run_ended:
                 emit(
                     observers.run_ended,
-                    _ended(session_id, graph.id, session, None, exc, started_at),
+                    _ended(session_id, graph, session, None, exc, started_at),
                 )
             raise
         if leader is not None:
             leader.succeed(result)  # type: ignore[arg-type]  # every path here set it
         if observers.run_ended:
-            emit(
-                observers.run_ended, _ended(session_id, graph.id, session, result, None, started_at)
-            )
+            emit(observers.run_ended, _ended(session_id, graph, session, result, None, started_at))
         return result  # type: ignore[return-value]  # every path here set it
 
     def stream(
@@ -317,6 +320,7 @@ class FlowRunner:
         if session_id is None:
             session_id = str(uuid.uuid4())
         session = Session.new_from_task(session_id, task_id, graph_id=graph.id, context=context)
+        session.graph_version = graph.version
         io_started = perf_counter()
         await self._storage.save(session)
         observers = self._current_observers()
@@ -439,11 +443,12 @@ def _session_event(
 
 def _ended(
     session_id: str,
-    graph_id: str,
+    graph: Graph,
     session: Session | None,
     result: ExecutionResult | None,
     error: BaseException | None,
     started_at: float,
 ) -> RunEnded:
     task_id = None if session is None else session.current_task_id
-    return RunEnded(session_id, graph_id, task_id, result, error, perf_counter() - started_at)
+    duration = perf_counter() - started_at
+    return RunEnded(session_id, graph.id, task_id, result, error, duration, graph.version)

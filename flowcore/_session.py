@@ -30,6 +30,7 @@ class Session:
         "context",
         "current_task_id",
         "graph_id",
+        "graph_version",
         "history",
         "id",
         "is_completed",
@@ -50,9 +51,12 @@ class Session:
         is_completed: bool = False,
         history: list[str] | None = None,
         wake_at: datetime | None = None,
+        graph_version: int | None = None,
     ) -> None:
         self.id = id
         self.graph_id = graph_id
+        # The version of the graph it was last saved under (None: not yet stepped by a graph).
+        self.graph_version = graph_version
         self.current_task_id = current_task_id
         self.status_message = status_message
         self.context = context
@@ -104,7 +108,8 @@ class Session:
     def __repr__(self) -> str:
         return (
             f"Session(id={self.id!r}, graph_id={self.graph_id!r}, "
-            f"current_task_id={self.current_task_id!r}, version={self.version}, "
+            + ("" if self.graph_version is None else f"graph_version={self.graph_version}, ")
+            + f"current_task_id={self.current_task_id!r}, version={self.version}, "
             f"is_completed={self.is_completed}"
             + ("" if self.wake_at is None else f", wake_at={self.wake_at!r}")
             + ")"

@@ -40,10 +40,12 @@ _log = logging.getLogger("flowcore.tracing")
 
 @dataclasses.dataclass(slots=True)
 class RunStarted:
-    """``FlowRunner.run`` was called, before the session is loaded."""
+    """``FlowRunner.run`` was called, before the session is loaded (``graph_version``: the
+    version of the runner's graph)."""
 
     session_id: str
     graph_id: str
+    graph_version: int = 1
 
 
 @dataclasses.dataclass(slots=True)
@@ -153,7 +155,8 @@ class SessionSaved:
 class RunEnded:
     """``FlowRunner.run`` returned ``result`` or raised ``error`` after ``duration`` seconds.
 
-    ``task_id`` is the session's current task at the end (None if it was never loaded).
+    ``task_id`` is the session's current task at the end (None if it was never loaded);
+    ``graph_version`` the version of the runner's graph, which a step brings the session to.
     """
 
     session_id: str
@@ -162,6 +165,7 @@ class RunEnded:
     result: ExecutionResult | None
     error: BaseException | None
     duration: float
+    graph_version: int = 1
 
     @property
     def status(self) -> str:

@@ -192,7 +192,7 @@ def test_graph_as_text_lists_the_children_of_each_fan_out(capsys):
 
     assert code == 0
     assert out == (
-        "graph checks (2 tasks, start: checks)\n"
+        "graph checks version 1 (2 tasks, start: checks)\n"
         "  checks (start, fan-out)\n"
         "      runs fraud_check\n"
         "      runs coverage (fan-out)\n"
@@ -243,7 +243,7 @@ def test_graph_as_text_lists_each_task_and_its_edges_with_their_conditions(capsy
 
     assert code == 0
     assert out == (
-        "graph routing (3 tasks, start: intake)\n"
+        "graph routing version 1 (3 tasks, start: intake)\n"
         "  intake (start)\n"
         "      -> fast_track  if is_small\n"
         "      -> adjuster  otherwise\n"
@@ -467,6 +467,7 @@ def test_sessions_show_decodes_the_context_and_chat_history_to_json(capsys, sqli
     assert shown == {
         "id": "claim-7",
         "graph_id": "claims",
+        "graph_version": 1,
         "version": 1,
         "current_task_id": "gather_details",
         "status_message": None,

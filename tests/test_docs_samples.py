@@ -100,6 +100,10 @@ def plugins_named_in(code: str) -> str:
         wanted.append("redis")
     if re.search(r"example://|flowcore_example", code):
         wanted.append("example")
+    if re.search(r"sentry_sdk|flowcore_sentry", code):
+        wanted.append("sentry")
+    if re.search(r"opentelemetry|flowcore_otel", code):
+        wanted.append("otel")
     return ",".join(wanted)
 
 

@@ -492,7 +492,7 @@ async def test_a_recorded_result_survives_storage_with_every_kind_of_status():
 
 
 def _blob_with_extras(extras: object) -> bytes:
-    record = ["g", "t", None, False, [], 1000, {}, [], extras]
+    record = ["default", "t", None, False, [], 1000, {}, [], extras]
     return b"\x01" + msgpack.packb(record)
 
 

@@ -397,7 +397,8 @@ async def test_load_and_save_events_cost_no_encoding_of_their_own(recorder, coun
     stored = await runner.storage.get("s1")
     assert saved.blob_size == len(encode_session(stored))
     assert loaded.blob_size == _created.blob_size
-    assert loaded.duration > 0 and saved.duration > 0
+    assert loaded.duration > 0
+    assert saved.duration > 0
 
 
 async def test_a_backend_that_stores_sessions_its_own_way_still_reports_sizes(recorder):

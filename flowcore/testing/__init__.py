@@ -36,6 +36,7 @@ from ._plugin import (  # noqa: F401
     pytest_terminal_summary,
 )
 from ._storage_benchmark import StorageBenchmark
+from ._versions import migrated
 from ._workload import BenchmarkFailed
 
 __all__ = [
@@ -46,4 +47,5 @@ __all__ = [
     "RawBlobWriter",
     "StorageBenchmark",
     "StorageConformance",
+    "migrated",
 ]

@@ -216,12 +216,14 @@ class StorageConformance:
         session.status_message = "waiting for the adjuster"
         session.history = ["intake", "triage"]
         session.is_completed = True
+        session.graph_version = 3
         await storage.save(session)
 
         loaded = await storage.get("s1")
 
         assert loaded is not None
         assert (loaded.id, loaded.graph_id, loaded.current_task_id) == ("s1", "claims", "review")
+        assert loaded.graph_version == 3
         assert loaded.status_message == "waiting for the adjuster"
         assert loaded.history == ["intake", "triage"]
         assert loaded.is_completed is True

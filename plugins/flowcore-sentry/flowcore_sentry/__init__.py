@@ -14,3 +14,5 @@ from flowcore_sentry._settings import configure
 __version__ = "0.1.0"
 
 __all__ = ["__version__", "configure"]
+
+configure.__module__ = __name__  # reprs, tracebacks and docs say flowcore_sentry.configure

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 __all__ = ["global_client", "global_scope", "initialised", "report", "sends", "tag_value"]
 
 TAG_VALUE_LIMIT = 200
-"""The longest tag value Sentry keeps (it drops a longer one, and one with a newline)."""
+"""The longest tag value Sentry accepts (and a tag value may not hold a newline)."""
 
 
 def global_scope() -> Scope | None:

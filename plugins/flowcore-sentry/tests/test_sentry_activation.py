@@ -14,6 +14,7 @@ import flowcore_sentry
 import flowcore_sentry.plugin
 import pytest
 import sentry_sdk
+from sentry_memory import DSN, MemoryTransport
 
 from flowcore import (
     Context,
@@ -98,8 +99,6 @@ async def test_sentry_initialised_after_the_runner_is_made_reports_from_the_next
     runner = FlowRunner(GraphBuilder("pay").add_task(pay).build(), InMemorySessionStorage())
     await runner.create_session("s")
     await failing_steps(runner, 1)
-    from conftest import DSN, MemoryTransport
-
     transport = MemoryTransport()
     sentry_sdk.init(dsn=DSN, transport=transport, auto_enabling_integrations=False)
 
@@ -112,8 +111,6 @@ async def test_sentry_initialised_after_the_runner_is_made_reports_from_the_next
 async def test_configure_after_sentry_init_reports_from_the_first_step():
     runner = FlowRunner(GraphBuilder("pay").add_task(pay).build(), InMemorySessionStorage())
     await runner.create_session("s")
-    from conftest import DSN, MemoryTransport
-
     transport = MemoryTransport()
     sentry_sdk.init(dsn=DSN, transport=transport, auto_enabling_integrations=False)
     flowcore_sentry.configure()

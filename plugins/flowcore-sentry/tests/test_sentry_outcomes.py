@@ -9,8 +9,8 @@ from typing import Any
 import flowcore_sentry
 import pytest
 import sentry_sdk
+from sentry_memory import DSN
 
-from conftest import DSN
 from flowcore import (
     Context,
     ErrorDecision,

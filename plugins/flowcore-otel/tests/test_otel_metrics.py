@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import bisect
 
 import pytest
 from flowcore_otel import STEP_BUCKETS
@@ -65,9 +66,9 @@ async def test_the_step_duration_is_a_histogram_in_seconds_with_buckets_for_step
     assert metric.unit == "s"
     [point] = metric.data.data_points
     assert tuple(point.explicit_bounds) == STEP_BUCKETS
-    assert 0.03 <= point.sum < 0.5
-    # 0.03 s falls in the bucket (0.025, 0.05]
-    assert point.bucket_counts[STEP_BUCKETS.index(0.05)] == 1
+    assert 0.03 <= point.sum < 1
+    # The step falls in the bucket of its duration: (0.025, 0.05] unless the machine is busy.
+    assert point.bucket_counts[bisect.bisect_left(STEP_BUCKETS, point.sum)] == 1
 
 
 async def test_a_lost_race_is_counted_as_a_conflict(telemetry):
