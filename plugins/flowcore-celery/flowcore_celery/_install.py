@@ -90,6 +90,7 @@ def install(
         step: int = 0,
         wake: bool = False,
         wake_at: str | None = None,
+        wake_version: int | None = None,
     ) -> StepResult:
         return run_step_message(
             task,
@@ -101,6 +102,7 @@ def install(
             step=step,
             wake=wake,
             wake_at=wake_at,
+            wake_version=wake_version,
         )
 
     def wake_due_task(limit: int = 1000) -> int:

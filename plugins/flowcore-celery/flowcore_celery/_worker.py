@@ -12,6 +12,8 @@ Every outcome of a step is one of:
 - a ``StorageError`` (the database down) → retried the same way, up to ``max_retries``;
 - ``SessionNotFound`` or a graph that cannot be imported → a poison message: rejected once (not
   requeued), logged, and a failure stored as its result;
+- a ``GraphError`` because a newer graph version stepped the session (a rolling deploy) → sent
+  again the same way, for a newer worker;
 - any other ``GraphError`` (a task failed, a task not found, ...) → the drive ends with the error
   in the result; the core saved nothing of the step.
 """
@@ -52,6 +54,20 @@ BACKOFF_MAX = 5.0
 """The longest wait between two retries, in seconds."""
 
 
+REPLAY_ONLY = "\x00flowcore-celery: replay only"
+"""An ``expect_task`` no session is ever at: ``run`` then answers from the request-id record, or
+raises SessionMoved and runs nothing (a recorded request id is checked before the guards)."""
+
+
+@dataclass(frozen=True)
+class Wake:
+    """A timer's wake: the time it was sent for, and the session's version then (both None
+    from ``wake_due``, which takes the session's own)."""
+
+    at: str | None
+    version: int | None
+
+
 @dataclass
 class Stepped:
     """A step that ran or was replayed (``result``), or a wake that found nothing to wake
@@ -74,6 +90,7 @@ def run_step_message(
     step: int,
     wake: bool,
     wake_at: str | None,
+    wake_version: int | None = None,
 ) -> StepResult:
     """The body of the ``flowcore.step`` Celery task (``task`` is the bound Celery task).
 
@@ -95,6 +112,7 @@ def run_step_message(
             step,
             wake,
             wake_at,
+            wake_version,
             carrier,
         )
         if not isinstance(stepped, Stepped):
@@ -111,7 +129,7 @@ def run_step_message(
         assert result is not None
         status = result.status
         if drive and isinstance(status, ExecutionStatus.Paused):
-            step, wake, wake_at = step + 1, False, None
+            step, wake, wake_at, wake_version = step + 1, False, None, None
             if step - first < installation.steps_per_message:
                 continue
             _send_again(
@@ -121,12 +139,13 @@ def run_step_message(
                     "step": step,
                     "wake": False,
                     "wake_at": None,
+                    "wake_version": None,
                     "request_id": base,
                 },
             )
             raise Ignore()
         if isinstance(status, ExecutionStatus.Scheduled):
-            _wake_later(task, installation, session_id, status, base, step, drive)
+            _wake_later(task, installation, session_id, result, base, step, drive)
         return step_result(session_id, result, steps=step + 1, request_id=base)
 
 
@@ -139,12 +158,21 @@ def _run_or_settle(
     step: int,
     wake: bool,
     wake_at: str | None,
+    wake_version: int | None,
     carrier: dict[str, str],
 ) -> Stepped | StepResult:
     """The step, or what its error makes of the message: a rejection, a retry, an error."""
     try:
         return installation.loop.run(
-            _step(installation, session_id, updates, base, step, wake, wake_at, carrier)
+            _step(
+                installation,
+                session_id,
+                updates,
+                base,
+                step,
+                Wake(wake_at, wake_version) if wake else None,
+                carrier,
+            )
         )
     except (GraphReferenceError, SessionNotFound) as exc:
         _reject(task, installation, session_id, exc)
@@ -153,6 +181,18 @@ def _run_or_settle(
     except StorageError as exc:
         return _retry_later(task, installation, session_id, exc, base, step)
     except GraphError as exc:
+        newer = installation.loop.run(_stored_by_newer_graph(installation, session_id))
+        if newer is not None:
+            # A rolling deploy: a newer worker stepped the session, which this one must not
+            # run (nor downgrade). Sent again, it goes to a newer worker, or here once updated.
+            logger.warning(
+                "flowcore-celery: session %s is at graph version %d, newer than this worker's "
+                "%d: sent again for a newer worker",
+                quote_id(session_id),
+                newer,
+                installation.graph().version,
+            )
+            return _retry_later(task, installation, session_id, exc, base, step)
         logger.warning(
             "flowcore-celery: the step of session %s failed, ending its drive: %s: %s",
             quote_id(session_id),
@@ -166,7 +206,7 @@ def _wake_later(
     task: Any,
     installation: Installation,
     session_id: str,
-    status: Any,
+    result: ExecutionResult,
     base: str,
     step: int,
     drive: bool,
@@ -174,6 +214,8 @@ def _wake_later(
     """A session scheduled within ``wake_ahead`` is sent again for its time (``eta``): as the
     rest of this drive (this message then ends unanswered), or, after a single step, as a
     drive of its own. Later ones are left to ``wake_due``."""
+    status = result.status
+    assert isinstance(status, ExecutionStatus.Scheduled)
     if status.wake_at - datetime.now(timezone.utc) > installation.wake_ahead:
         return
     wake_kwargs = {
@@ -181,6 +223,7 @@ def _wake_later(
         "step": step + 1,
         "wake": True,
         "wake_at": status.wake_at.isoformat(),
+        "wake_version": result.version,
         "request_id": base,
     }
     if drive:
@@ -199,13 +242,12 @@ async def _step(
     updates: str | None,
     base: str,
     step: int,
-    wake: bool,
-    wake_at: str | None,
+    wake: Wake | None,
     carrier: dict[str, str],
 ) -> Stepped:
     runner = await installation.runner()
     with _trace.inside(carrier):
-        if not wake:
+        if wake is None:
             request_id = request_id_of(base, step)
             result = await runner.run(
                 session_id,
@@ -217,10 +259,23 @@ async def _step(
         if session is None:
             raise SessionNotFound(session_id)
         waits_for = session.wake_at.isoformat() if session.wake_at is not None else None
-        if waits_for is None or (wake_at is not None and waits_for != wake_at):
+        if waits_for is None or (wake.at is not None and waits_for != wake.at):
+            if wake.at is not None and wake.version is not None:
+                # Another waker of this timer (wake_due, a duplicate) may have woken it: its
+                # step is recorded under the timer's request id, and answers this drive too.
+                try:
+                    replayed = await runner.run(
+                        session_id,
+                        request_id=wake_request_id(wake.version, wake.at),
+                        expect_task=REPLAY_ONLY,
+                    )
+                except SessionMoved:
+                    pass
+                else:
+                    return Stepped(result=replayed, request_id=base)
             return Stepped(
                 skipped=f"session {quote_id(session_id)} no longer waits for "
-                f"{wake_at or 'a time'}: woken by another message, or moved on"
+                f"{wake.at or 'a time'}: woken by another message, or moved on"
             )
         request_id = wake_request_id(session.version, waits_for)
         try:
@@ -234,6 +289,18 @@ async def _step(
         return Stepped(result=result, request_id=base or request_id)
 
 
+async def _stored_by_newer_graph(installation: Installation, session_id: str) -> int | None:
+    """The stored session's graph version when a newer graph than this worker's stepped it."""
+    runner = await installation.runner()
+    try:
+        session = await runner.storage.get(session_id)
+    except StorageError:
+        return None
+    if session is None or session.graph_version is None:
+        return None
+    return session.graph_version if session.graph_version > runner.graph.version else None
+
+
 def _send_again(task: Any, *, kwargs: dict[str, Any], eta: datetime | None = None) -> None:
     """Send this message again, changed by ``kwargs``, under the same Celery task id (the
     submitter's AsyncResult gets the last result) with the same reply-to and trace headers."""
@@ -245,7 +312,7 @@ def _retry_later(
     task: Any,
     installation: Installation,
     session_id: str,
-    exc: StorageError,
+    exc: GraphError,
     base: str,
     step: int,
 ) -> StepResult:

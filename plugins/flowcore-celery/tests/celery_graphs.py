@@ -47,9 +47,9 @@ async def third(ctx):
     return TaskResult(f"done: {' '.join(ctx.get('applied'))}", NextAction.End)
 
 
-def build() -> Graph:
+def build(version: int = 1) -> Graph:
     return (
-        GraphBuilder("celery-tests")
+        GraphBuilder("celery-tests", version=version)
         .add_task(first)
         .add_task(second)
         .add_task(third)

@@ -96,6 +96,26 @@ async def test_a_timer_wakes_the_session_without_another_submit(
     assert (stored.context.get("second_at") - sent).total_seconds() >= 2
 
 
+async def test_a_timer_woken_by_its_eta_and_by_wake_due_runs_its_step_once(
+    app: Celery, runner: FlowRunner, prefix: str
+) -> None:
+    await runner.create_session(prefix, context={"wait": 1})
+    result = flowcore_celery.submit(app, prefix)  # the drive goes on at the eta, in a second
+    await asyncio.sleep(0.9)
+    woken = []
+    for _ in range(8):  # around its time: wakes that race the eta message
+        woken += flowcore_celery.wake_due(app)
+        await asyncio.sleep(0.05)
+
+    value = result.get(timeout=30)
+    assert value["status"] == "Completed"  # the drive's end, whichever wake took the step
+    deadline = time.monotonic() + 30
+    while not (stored := await runner.storage.get(prefix)).is_completed:
+        assert time.monotonic() < deadline, "the woken session did not complete"
+        await asyncio.sleep(0.1)
+    assert (stored.context.get("applied"), stored.version) == (ALL, 4)
+
+
 async def test_wake_due_sends_the_sessions_storage_reports_due(
     app: Celery, runner: FlowRunner, prefix: str
 ) -> None:

@@ -8,6 +8,7 @@ import flowcore_celery
 import pytest
 from celery import Celery
 from celery_app import make_app
+from celery_graphs import build
 from celery_services import (
     STORAGE_URL,
     Workers,
@@ -40,6 +41,29 @@ async def test_a_failing_task_ends_the_drive_with_its_error(
         2,
         ["first"],
     )
+
+
+async def test_a_session_a_newer_deployment_stepped_waits_for_a_worker_that_can_run_it(
+    app: Celery, runner: FlowRunner, prefix: str, workers: Workers
+) -> None:
+    # A worker of version 2 of the graph created (and would step) the session; these workers
+    # run version 1, which must not run it: the step is sent again, not failed.
+    await FlowRunner(build(version=2), runner.storage).create_session(prefix)
+    result = flowcore_celery.submit(app, prefix, drive=False)
+    refused = f"session '{prefix}' is at graph version 2, newer than this worker's 1"
+    for _ in range(100):
+        if refused in workers.log():
+            break
+        await asyncio.sleep(0.1)
+    assert refused in workers.log()
+    assert not result.ready()
+
+    # Once a worker can run it (here: the session brought back to version 1), the retry runs.
+    stored = await runner.storage.get(prefix)
+    stored.graph_version = 1
+    await runner.storage.save(stored)
+    value = result.get(timeout=30)
+    assert (value["status"], value["next_task_id"]) == ("Paused", "second")
 
 
 async def test_submit_checks_that_the_session_exists(app: Celery) -> None:
