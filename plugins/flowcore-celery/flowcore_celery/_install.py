@@ -13,7 +13,7 @@ from celery import signals
 from flowcore import GraphError, StorageError, hide_password, quote_id
 from flowcore_celery import _trace
 from flowcore_celery._errors import BrokerUnreachable, NotInstalled
-from flowcore_celery._messages import STEP_TASK, WAKE_DUE_TASK, encode_updates
+from flowcore_celery._messages import STEP_TASK, WAKE_DUE_TASK, encode_updates, wake_request_id
 from flowcore_celery._results import StepResult
 from flowcore_celery._runtime import Installation
 from flowcore_celery._worker import run_step_message
@@ -177,12 +177,21 @@ def wake_due(app: Any, *, limit: int = 1000) -> list[str]:
             f"The storage {installation.where} cannot list due sessions, so wake_due() cannot "
             "find the sessions to wake: use a backend that can (SQL, Redis, memory)"
         ) from exc
-    for session_id in due:
-        kwargs = {"session_id": session_id, "drive": True, "wake": True}
+    for session_id, wake_at, version in due:
+        # The timer's own request id: every wake of it, from here or from its eta message,
+        # and every redelivery of one, takes the woken step once and drives on with the same ids.
+        kwargs = {
+            "session_id": session_id,
+            "request_id": wake_request_id(version, wake_at),
+            "drive": True,
+            "wake": True,
+            "wake_at": wake_at,
+            "wake_version": version,
+        }
         _send(app, kwargs, f"the wake of session {quote_id(session_id)}")
     if due:
         logger.info("flowcore-celery: sent the wake of %d due session(s)", len(due))
-    return due
+    return [session_id for session_id, _, _ in due]
 
 
 def beat_entry(every: float | timedelta = 30.0, *, limit: int = 1000) -> dict[str, Any]:
@@ -191,9 +200,15 @@ def beat_entry(every: float | timedelta = 30.0, *, limit: int = 1000) -> dict[st
     return {"task": WAKE_DUE_TASK, "schedule": every, "kwargs": {"limit": limit}}
 
 
-async def _due(installation: Installation, limit: int) -> list[str]:
+async def _due(installation: Installation, limit: int) -> list[tuple[str, str, int]]:
+    """The due sessions' ids, with the time each waits for and its version."""
     storage = await installation.storage()
-    return await storage.due_sessions(limit=limit)
+    due = []
+    for session_id in await storage.due_sessions(limit=limit):
+        session = await storage.get(session_id)
+        if session is not None and session.wake_at is not None:  # not woken meanwhile
+            due.append((session_id, session.wake_at.isoformat(), session.version))
+    return due
 
 
 def _send(app: Any, kwargs: dict[str, Any], what: str) -> Any:

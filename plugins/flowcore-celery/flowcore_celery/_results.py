@@ -19,7 +19,7 @@ class StepResult(TypedDict):
 
     - ``status``: the name of the step's ``ExecutionStatus`` (``"Completed"``,
       ``"WaitingForInput"``, ``"Paused"``, ``"Scheduled"``, ``"Error"``), or ``"Skipped"`` for a
-      timer's wake that found the session already woken by someone else;
+      timer's wake that found the session woken by something else than a wake (a request);
     - ``response``: the step's response; ``next_task_id``: for ``Paused`` and ``Scheduled``;
       ``wake_at``: for ``Scheduled``, ISO 8601 in UTC;
     - ``message``: the reason of ``Paused``, the message of ``Error`` (also when the step raised:

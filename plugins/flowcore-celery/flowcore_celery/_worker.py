@@ -61,8 +61,8 @@ raises SessionMoved and runs nothing (a recorded request id is checked before th
 
 @dataclass(frozen=True)
 class Wake:
-    """A timer's wake: the time it was sent for, and the session's version then (both None
-    from ``wake_due``, which takes the session's own)."""
+    """A timer's wake: the time it was sent for, and the session's version then (None from a
+    sender that did not know them: the session's own are taken)."""
 
     at: str | None
     version: int | None
