@@ -18,7 +18,8 @@ own (``FLOWCORE_TEST_POSTGRES_URL``, default the local server) and RabbitMQ
   submitted at once to 4 pool processes: how many conflicts were retried, how long all took;
 - the floors the projection rests on: PostgreSQL commits per second (an UPDATE of one row per
   transaction, 16 connections) and RabbitMQ messages per second (publish and consume, one
-  connection each way, acknowledged like a worker's).
+  connection each way, acknowledged like a worker's); and what a lock per step would add (a
+  PostgreSQL advisory lock taken and released).
 
 The worker processes are ``celery -A benchmarks.celery_throughput worker``: this module is also
 their Celery app, set up from the environment the benchmark gives them.
@@ -309,6 +310,24 @@ def postgres_commits_per_second(seconds: float = 5.0, connections: int = 16) -> 
     return asyncio.run(main())
 
 
+def advisory_lock_ms(rounds: int = 3000) -> float:
+    """What a lock per step would add: PostgreSQL's pg_advisory_lock and unlock, median ms."""
+    import asyncpg
+
+    async def main() -> float:
+        connection = await asyncpg.connect(POSTGRES_URL)
+        times = []
+        for key in range(rounds):
+            started = time.perf_counter()
+            await connection.execute("SELECT pg_advisory_lock($1)", key)
+            await connection.execute("SELECT pg_advisory_unlock($1)", key)
+            times.append(time.perf_counter() - started)
+        await connection.close()
+        return statistics.median(times) * 1000
+
+    return asyncio.run(main())
+
+
 def broker_messages_per_second(count: int = 20_000) -> float:
     from kombu import Connection, Exchange, Producer, Queue
 
@@ -401,6 +420,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{got['errors']} errors"
         )
         print(f"PostgreSQL: {postgres_commits_per_second():,.0f} commits/s (16 connections)")
+        print(f"A lock per step: advisory lock + unlock {advisory_lock_ms():.3f} ms (median)")
         print(f"RabbitMQ: {broker_messages_per_second():,.0f} messages/s (persistent, acked)")
     finally:
         drop_schema(schema)
