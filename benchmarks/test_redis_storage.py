@@ -42,15 +42,12 @@ import redis.asyncio
 from flowcore_redis import RedisSessionStorage
 
 from flowcore import (
-    Context,
     FlowRunner,
-    GraphBuilder,
-    NextAction,
     Session,
     SessionConflict,
-    TaskResult,
-    task,
 )
+
+from .storage_figures import GRAPH, Figures, context_of, hot_session, percentiles, run, timed
 
 REDIS_URL = os.environ.get("FLOWCORE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 POSTGRES_URL = os.environ.get(
@@ -59,8 +56,8 @@ POSTGRES_URL = os.environ.get(
 PREFIX = f"flowcore-bench:{os.getpid()}:{uuid.uuid4().hex[:6]}:"
 SIZES = {"1KB": 1024, "100KB": 100 * 1024}
 STEPS = 3000  # measured steps per figure (after a warm-up)
-RESULTS: dict[str, dict[str, Any]] = {}
-TABLE = Path(__file__).resolve().parent.parent / "build" / "redis-storage-benchmarks.md"
+FIGURES = Figures(Path(__file__).resolve().parent.parent / "build" / "redis-storage-benchmarks.md")
+record = FIGURES.record
 
 FLOOR_CAS = """
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
@@ -69,48 +66,6 @@ redis.call('SET', KEYS[2], ARGV[1] + 1)
 return 1
 """
 """The floor's compare-and-set: a version key beside the blob's, in the same slot."""
-
-
-@task("count")
-def count(ctx: Context) -> TaskResult:
-    ctx.set("counter", ctx.get("counter", 0) + 1)
-    return TaskResult(None, NextAction.WaitForInput)
-
-
-GRAPH = GraphBuilder("bench").add_task(count).build()
-
-
-def context_of(size: int) -> dict[str, Any]:
-    """About ``size`` bytes of context that does not compress (as real data mostly does not)."""
-    return {"counter": 0, "notes": secrets.token_hex(size // 2)}
-
-
-def percentiles(samples: list[float]) -> dict[str, float]:
-    ordered = sorted(samples)
-    return {
-        "p50_us": statistics.median(ordered) * 1e6,
-        "p99_us": ordered[int(len(ordered) * 0.99)] * 1e6,
-    }
-
-
-async def timed(step: Callable[[], Awaitable[Any]], count: int) -> list[float]:
-    samples = []
-    clock = time.perf_counter
-    for _ in range(count):
-        started = clock()
-        await step()
-        samples.append(clock() - started)
-    return samples
-
-
-def record(benchmark: Any, name: str, **figures: Any) -> None:
-    benchmark.extra_info.update(figures)
-    RESULTS[name] = figures
-
-
-def run(benchmark: Any, coroutine: Callable[[], Awaitable[None]]) -> None:
-    """Let pytest-benchmark time one round of ``coroutine`` (the figures come from inside)."""
-    benchmark.pedantic(lambda: asyncio.run(coroutine()), rounds=1, iterations=1)
 
 
 async def alternate(
@@ -146,21 +101,7 @@ def redis_server(request: pytest.FixtureRequest) -> Iterator[None]:
     with redis.Redis.from_url(REDIS_URL) as client:
         for key in client.scan_iter(match=f"{PREFIX}*", count=1000):
             client.delete(key)
-    if not RESULTS:
-        return
-    lines = ["| Benchmark | p50 | p99 | Other |", "|---|---:|---:|---|"]
-    for name, f in RESULTS.items():
-        p50 = f"{f['p50_us']:.0f} µs" if "p50_us" in f else ""
-        p99 = f"{f['p99_us']:.0f} µs" if "p99_us" in f else ""
-        other = ", ".join(f"{k} {v}" for k, v in f.items() if not k.endswith("_us"))
-        lines.append(f"| {name} | {p50} | {p99} | {other} |")
-    TABLE.parent.mkdir(exist_ok=True)
-    TABLE.write_text("\n".join(lines) + "\n")
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        reporter.write_line("")
-        for line in lines:
-            reporter.write_line(line)
+    FIGURES.report(request)
 
 
 def storage(**options: Any) -> RedisSessionStorage:
@@ -341,43 +282,8 @@ def test_64_concurrent_runs_of_one_session(benchmark: Any) -> None:
     rounds = 20
 
     async def measure() -> None:
-        storages = [storage(pool_size=16) for _ in range(4)]
-        for each in storages:
-            await each.__aenter__()
-        try:
-            runners = [FlowRunner(GRAPH, storages[i % 4]) for i in range(64)]
-            await storages[0].delete("hot")
-            await runners[0].create_session("hot")
-            committed = conflicts = 0
-            durations = []
-            for _ in range(rounds):
-                started = time.perf_counter()
-                outcomes = await asyncio.gather(
-                    *(r.run("hot") for r in runners), return_exceptions=True
-                )
-                durations.append(time.perf_counter() - started)
-                conflicts += sum(isinstance(o, SessionConflict) for o in outcomes)
-                committed += sum(not isinstance(o, BaseException) for o in outcomes)
-                assert all(
-                    isinstance(o, SessionConflict) for o in outcomes if isinstance(o, BaseException)
-                )
-            stored = await storages[0].get("hot")
-            assert stored is not None
-            lost = committed - stored.context.get("counter", 0)
-            assert lost == 0
-        finally:
-            for each in storages:
-                await each.close()
-        record(
-            benchmark,
-            "Redis: 64 runs of one session at once",
-            **{
-                "round p50": f"{statistics.median(durations) * 1e3:.1f} ms",
-                "committed/round": round(committed / rounds, 1),
-                "conflicts/round": round(conflicts / rounds, 1),
-                "lost updates": lost,
-            },
-        )
+        figures = await hot_session([storage(pool_size=16) for _ in range(4)], rounds)
+        record(benchmark, "Redis: 64 runs of one session at once", **figures)
 
     run(benchmark, measure)
 

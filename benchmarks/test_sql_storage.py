@@ -27,9 +27,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import secrets
 import sqlite3
-import statistics
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
@@ -44,17 +42,13 @@ from flowcore_sql._schema import WAKE_AT_INDEX, UtcDateTime, sessions
 from sqlalchemy.dialects import sqlite
 
 from flowcore import (
-    Context,
     FlowRunner,
-    GraphBuilder,
-    NextAction,
     Session,
-    SessionConflict,
     SessionStorage,
-    TaskResult,
-    task,
 )
 from flowcore.codec import encode_session
+
+from .storage_figures import GRAPH, Figures, context_of, hot_session, percentiles, run, timed
 
 POSTGRES_URL = os.environ.get(
     "FLOWCORE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
@@ -62,50 +56,8 @@ POSTGRES_URL = os.environ.get(
 SCHEMA = f"flowcore_bench_{os.getpid()}_{uuid.uuid4().hex[:6]}"
 SIZES = {"1KB": 1024, "100KB": 100 * 1024}
 STEPS = 3000  # measured steps per figure (after a warm-up)
-RESULTS: dict[str, dict[str, Any]] = {}
-TABLE = Path(__file__).resolve().parent.parent / "build" / "sql-storage-benchmarks.md"
-
-
-@task("count")
-def count(ctx: Context) -> TaskResult:
-    ctx.set("counter", ctx.get("counter", 0) + 1)
-    return TaskResult(None, NextAction.WaitForInput)
-
-
-GRAPH = GraphBuilder("bench").add_task(count).build()
-
-
-def context_of(size: int) -> dict[str, Any]:
-    """About ``size`` bytes of context that does not compress (as real data mostly does not)."""
-    return {"counter": 0, "notes": secrets.token_hex(size // 2)}
-
-
-def percentiles(samples: list[float]) -> dict[str, float]:
-    ordered = sorted(samples)
-    return {
-        "p50_us": statistics.median(ordered) * 1e6,
-        "p99_us": ordered[int(len(ordered) * 0.99)] * 1e6,
-    }
-
-
-async def timed(step: Callable[[], Awaitable[Any]], count: int) -> list[float]:
-    samples = []
-    clock = time.perf_counter
-    for _ in range(count):
-        started = clock()
-        await step()
-        samples.append(clock() - started)
-    return samples
-
-
-def record(benchmark: Any, name: str, **figures: Any) -> None:
-    benchmark.extra_info.update(figures)
-    RESULTS[name] = figures
-
-
-def run(benchmark: Any, coroutine: Callable[[], Awaitable[None]]) -> None:
-    """Let pytest-benchmark time one round of ``coroutine`` (the figures come from inside)."""
-    benchmark.pedantic(lambda: asyncio.run(coroutine()), rounds=1, iterations=1)
+FIGURES = Figures(Path(__file__).resolve().parent.parent / "build" / "sql-storage-benchmarks.md")
+record = FIGURES.record
 
 
 # -- fixtures --------------------------------------------------------------------------------------
@@ -135,24 +87,7 @@ def postgres_url() -> Iterator[str]:
 def table(request: pytest.FixtureRequest) -> Iterator[None]:
     """Print the figures of the run as the Markdown table docs/performance.md shows."""
     yield
-    if not RESULTS:
-        return
-    lines = [
-        "| Benchmark | p50 | p99 | Other |",
-        "|---|---:|---:|---|",
-    ]
-    for name, f in RESULTS.items():
-        p50 = f"{f['p50_us']:.0f} µs" if "p50_us" in f else ""
-        p99 = f"{f['p99_us']:.0f} µs" if "p99_us" in f else ""
-        other = ", ".join(f"{k} {v}" for k, v in f.items() if not k.endswith("_us"))
-        lines.append(f"| {name} | {p50} | {p99} | {other} |")
-    TABLE.parent.mkdir(exist_ok=True)
-    TABLE.write_text("\n".join(lines) + "\n")
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        reporter.write_line("")
-        for line in lines:
-            reporter.write_line(line)
+    FIGURES.report(request)
 
 
 def open_backend(backend: str, tmp_path: Path, url: str | None, **options: Any) -> SessionStorage:
@@ -276,44 +211,15 @@ def test_64_concurrent_runs_of_one_session(
     rounds = 20
 
     async def measure() -> None:
-        # 16 runs at once per storage: a pool that size keeps them from opening connections
-        storages = [open_backend(name, tmp_path, url, pool_size=16) for _ in range(4)]
-        for storage in storages:
-            await storage.__aenter__()
-        try:
-            runners = [FlowRunner(GRAPH, storages[i % 4]) for i in range(64)]
-            await storages[0].delete("hot")
-            await runners[0].create_session("hot")
-            committed = conflicts = 0
-            durations = []
-            for _ in range(rounds):
-                started = time.perf_counter()
-                outcomes = await asyncio.gather(
-                    *(r.run("hot") for r in runners), return_exceptions=True
-                )
-                durations.append(time.perf_counter() - started)
-                conflicts += sum(isinstance(o, SessionConflict) for o in outcomes)
-                committed += sum(not isinstance(o, BaseException) for o in outcomes)
-                assert all(
-                    isinstance(o, SessionConflict) for o in outcomes if isinstance(o, BaseException)
-                )
-            stored = await storages[0].get("hot")
-            assert stored is not None
-            lost = committed - stored.context.get("counter", 0)
-            assert lost == 0
-        finally:
-            for storage in storages:
-                await storage.close()
-        record(
-            benchmark,
-            f"{label(name)}: 64 runs of one session at once",
-            **{
-                "round p50": f"{statistics.median(durations) * 1e3:.1f} ms",
-                "committed/round": round(committed / rounds, 1),
-                "conflicts/round": round(conflicts / rounds, 1),
-                "lost updates": lost,
-            },
+        figures = await hot_session(
+            [
+                # 16 runs at once per storage: a pool that size keeps them from opening connections
+                open_backend(name, tmp_path, url, pool_size=16)
+                for _ in range(4)
+            ],
+            rounds,
         )
+        record(benchmark, f"{label(name)}: 64 runs of one session at once", **figures)
 
     run(benchmark, measure)
 
