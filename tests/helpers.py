@@ -1,9 +1,11 @@
-"""Small building blocks the tests share: tasks that do one thing, a runner factory, and
-installed plugins made up for a test."""
+"""Small building blocks the tests share: tasks that do one thing, a runner factory,
+installed plugins made up for a test, and the flowcore command run as a user runs it."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
 import sys
 import textwrap
 from collections.abc import Callable
@@ -131,3 +133,20 @@ class UnlistedPlugin:
     @hookimpl
     def flowcore_register_storage(self, register: Callable[..., None]) -> None:
         register("unlisted", lambda url, **options: Unlisted())
+
+
+def flowcore_command(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> tuple[int, str, str]:
+    """Run the flowcore command as a user does, with flowcore-sql loaded: (status, out, err)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "flowcore", *args],
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        check=False,
+        timeout=60,
+        cwd=cwd,
+        env={**os.environ, "FLOWCORE_LOAD_PLUGINS": "sql", **(env or {})},
+    )
+    return done.returncode, done.stdout, done.stderr

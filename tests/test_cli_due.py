@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sqlite3
-import subprocess
-import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -34,23 +31,9 @@ from flowcore import (
 from flowcore._cli import main
 
 from .helpers import UnlistedPlugin
+from .helpers import flowcore_command as flowcore
 
 UTC = timezone.utc
-
-
-def flowcore(*args: str, cwd: Path) -> tuple[int, str, str]:
-    """Run the flowcore command as a user does, with flowcore-sql loaded."""
-    done = subprocess.run(
-        [sys.executable, "-m", "flowcore", *args],
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        check=False,
-        timeout=60,
-        cwd=cwd,
-        env={**os.environ, "FLOWCORE_LOAD_PLUGINS": "sql"},
-    )
-    return done.returncode, done.stdout, done.stderr
 
 
 def waiting(session_id: str, wake_in: timedelta | None) -> Session:

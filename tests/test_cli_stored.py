@@ -26,22 +26,8 @@ import pytest
 from flowcore import SerializationError, Session, open_storage
 from flowcore.codec import encode_session, unregister_type
 
+from .helpers import flowcore_command as flowcore
 from .helpers import install_plugin
-
-
-def flowcore(*args: str, cwd: Path, env: dict[str, str] | None = None) -> tuple[int, str, str]:
-    """Run the flowcore command as a user does, with flowcore-sql loaded."""
-    done = subprocess.run(
-        [sys.executable, "-m", "flowcore", *args],
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        check=False,
-        timeout=60,
-        cwd=cwd,
-        env={**os.environ, "FLOWCORE_LOAD_PLUGINS": "sql", **(env or {})},
-    )
-    return done.returncode, done.stdout, done.stderr
 
 
 def assert_one_line(result: tuple[int, str, str], *fragments: str) -> None:
