@@ -120,6 +120,29 @@ class SessionNotFound(GraphError):
         return (type(self), (self.session_id,))
 
 
+class GraphVersionError(GraphError):
+    """A session cannot run under this graph's version: a newer deployment stepped it
+    (``session_version > graph_version``; sessions are never downgraded), or the graph lacks a
+    migration from the session's version. Nothing ran and nothing was saved.
+
+    ``session_id``, ``session_version`` and ``graph_version`` name what was compared.
+    """
+
+    def __init__(
+        self, session_id: str, session_version: int, graph_version: int, message: str
+    ) -> None:
+        super().__init__(message)
+        self.session_id = session_id
+        self.session_version = session_version
+        self.graph_version = graph_version
+
+    def __reduce__(self) -> tuple[type, tuple[str, int, int, str]]:
+        return (
+            type(self),
+            (self.session_id, self.session_version, self.graph_version, str(self)),
+        )
+
+
 class InvalidEdge(GraphError):
     """An edge names a task that is not in the graph."""
 

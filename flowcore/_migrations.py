@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from flowcore._errors import GraphError, quote_id
+from flowcore._errors import GraphError, GraphVersionError, quote_id
 from flowcore._session import Session
 
 if TYPE_CHECKING:
@@ -50,17 +50,23 @@ def migrate(graph: Graph, session: Session) -> None:
         return
     where = f"Session {quote_id(session.id)} of graph {quote_id(graph.id)}"
     if found > wanted:
-        raise GraphError(
+        raise GraphVersionError(
+            session.id,
+            found,
+            wanted,
             f"{where} is at version {found}, newer than this graph's version {wanted}: a "
             f"newer deployment has stepped it. Run it with version {found} or later of the "
-            "graph; it is left as it is (sessions are never downgraded)"
+            "graph; it is left as it is (sessions are never downgraded)",
         )
     missing = [v for v in range(found, wanted) if graph.migration(v) is None]
     if missing:
         gaps = ", ".join(f"{v} -> {v + 1}" for v in missing)
-        raise GraphError(
+        raise GraphVersionError(
+            session.id,
+            found,
+            wanted,
             f"{where} is at version {found} and the graph at {wanted}, but it has no migration "
-            f"for {gaps}: register it with graph.add_migration({missing[0]}, fn)"
+            f"for {gaps}: register it with graph.add_migration({missing[0]}, fn)",
         )
     for version in range(found, wanted):
         fn = graph.migration(version)

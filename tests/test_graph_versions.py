@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import msgpack
 import pytest
 
@@ -11,6 +13,7 @@ from flowcore import (
     Graph,
     GraphBuilder,
     GraphError,
+    GraphVersionError,
     InMemorySessionStorage,
     NextAction,
     Session,
@@ -243,6 +246,31 @@ async def test_rolling_deploy_an_old_runner_refuses_a_session_a_new_one_migrated
     await refused(v1(), r"is at version 2, newer than this graph's version 1", storage)
     session = await storage.get("c1")
     assert (session.graph_version, session.current_task_id) == (2, "done")
+
+
+async def test_a_version_refusal_names_the_versions_for_code_that_routes_it() -> None:
+    # A worker tells "a newer deployment has it" (send it on) from "broken" by these fields,
+    # without reading the session again.
+    storage = InMemorySessionStorage()
+    await FlowRunner(v2(), storage).create_session("c1")
+    with pytest.raises(GraphVersionError) as newer:
+        await FlowRunner(v1(), storage).run("c1")
+    gap = Graph("claims", version=3).add_task(_hop("intake"))
+    with pytest.raises(GraphVersionError) as missing:
+        await FlowRunner(gap, storage).run("c1")
+
+    assert (newer.value.session_id, newer.value.session_version, newer.value.graph_version) == (
+        "c1",
+        2,
+        1,
+    )
+    assert (missing.value.session_version, missing.value.graph_version) == (2, 3)
+    again = pickle.loads(pickle.dumps(newer.value))  # crosses process boundaries intact
+    assert (type(again), str(again), again.session_version) == (
+        GraphVersionError,
+        str(newer.value),
+        2,
+    )
 
 
 async def test_tracers_see_the_graph_version() -> None:

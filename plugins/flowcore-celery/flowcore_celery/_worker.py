@@ -12,8 +12,8 @@ Every outcome of a step is one of:
 - a ``StorageError`` (the database down) → retried the same way, up to ``max_retries``;
 - ``SessionNotFound`` or a graph that cannot be imported → a poison message: rejected once (not
   requeued), logged, and a failure stored as its result;
-- a ``GraphError`` because a newer graph version stepped the session (a rolling deploy) → sent
-  again the same way, for a newer worker;
+- a ``GraphVersionError`` because a newer graph version stepped the session (a rolling
+  deploy) → sent again the same way, for a newer worker;
 - any other ``GraphError`` (a task failed, a task not found, ...) → the drive ends with the error
   in the result; the core saved nothing of the step.
 """
@@ -32,6 +32,7 @@ from flowcore import (
     ExecutionResult,
     ExecutionStatus,
     GraphError,
+    GraphVersionError,
     SessionConflict,
     SessionMoved,
     SessionNotFound,
@@ -180,26 +181,32 @@ def _run_or_settle(
         return _retry_later(task, installation, session_id, exc, base, step)
     except StorageError as exc:
         return _retry_later(task, installation, session_id, exc, base, step)
-    except GraphError as exc:
-        newer = installation.loop.run(_stored_by_newer_graph(installation, session_id))
-        if newer is not None:
-            # A rolling deploy: a newer worker stepped the session, which this one must not
-            # run (nor downgrade). Sent again, it goes to a newer worker, or here once updated.
-            logger.warning(
-                "flowcore-celery: session %s is at graph version %d, newer than this worker's "
-                "%d: sent again for a newer worker",
-                quote_id(session_id),
-                newer,
-                installation.graph().version,
-            )
-            return _retry_later(task, installation, session_id, exc, base, step)
+    except GraphVersionError as exc:
+        if exc.session_version <= exc.graph_version:
+            return _end_with(session_id, exc, base, step)
+        # A rolling deploy: a newer worker stepped the session, which this one must not run
+        # (nor downgrade). Sent again, it goes to a newer worker, or here once updated.
         logger.warning(
-            "flowcore-celery: the step of session %s failed, ending its drive: %s: %s",
+            "flowcore-celery: session %s is at graph version %d, newer than this worker's "
+            "%d: sent again for a newer worker",
             quote_id(session_id),
-            type(exc).__name__,
-            exc,
+            exc.session_version,
+            exc.graph_version,
         )
-        return error_result(session_id, exc, steps=step + 1, request_id=base)
+        return _retry_later(task, installation, session_id, exc, base, step)
+    except GraphError as exc:
+        return _end_with(session_id, exc, base, step)
+
+
+def _end_with(session_id: str, exc: GraphError, base: str, step: int) -> StepResult:
+    """Any other ``GraphError`` (a task failed, a task not found, ...) ends the drive."""
+    logger.warning(
+        "flowcore-celery: the step of session %s failed, ending its drive: %s: %s",
+        quote_id(session_id),
+        type(exc).__name__,
+        exc,
+    )
+    return error_result(session_id, exc, steps=step + 1, request_id=base)
 
 
 def _wake_later(
@@ -287,18 +294,6 @@ async def _step(
         if not result.replayed and result.version == session.version:
             return Stepped(not_due=session.wake_at, request_id=base or request_id)
         return Stepped(result=result, request_id=base or request_id)
-
-
-async def _stored_by_newer_graph(installation: Installation, session_id: str) -> int | None:
-    """The stored session's graph version when a newer graph than this worker's stepped it."""
-    runner = await installation.runner()
-    try:
-        session = await runner.storage.get(session_id)
-    except StorageError:
-        return None
-    if session is None or session.graph_version is None:
-        return None
-    return session.graph_version if session.graph_version > runner.graph.version else None
 
 
 def _send_again(task: Any, *, kwargs: dict[str, Any], eta: datetime | None = None) -> None:
