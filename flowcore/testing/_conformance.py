@@ -116,14 +116,15 @@ def _new(session_id: str = "s1", **values: Any) -> Session:
     return Session.new_from_task(session_id, "start", graph_id="conformance", context=values)
 
 
-async def _due_or_skip(storage: SessionStorage, *args: Any, **options: Any) -> list[str]:
-    """``storage.due_sessions(...)``; the test is skipped if the backend cannot tell."""
+async def _optional_or_skip(method: Callable[..., Awaitable[list[str]]], *args: Any) -> list[str]:
+    """``method(*args)``, an optional method of a storage (``list_sessions``, ``due_sessions``);
+    the test is skipped if the backend does not implement it."""
     try:
-        return await storage.due_sessions(*args, **options)
+        return await method(*args)
     except NotImplementedError:
+        owner = type(getattr(method, "__self__", None)).__name__
         pytest.skip(
-            f"{type(storage).__name__} does not implement due_sessions, which is optional for "
-            "a backend"
+            f"{owner} does not implement {method.__name__}, which is optional for a backend"
         )
 
 
@@ -131,17 +132,6 @@ def _waiting(session_id: str, wake_at: datetime) -> Session:
     session = _new(session_id)
     session.wake_at = wake_at
     return session
-
-
-async def _list_or_skip(storage: SessionStorage, **options: Any) -> list[str]:
-    """``storage.list_sessions(**options)``; the test is skipped if the backend cannot list."""
-    try:
-        return await storage.list_sessions(**options)
-    except NotImplementedError:
-        pytest.skip(
-            f"{type(storage).__name__} does not implement list_sessions, which is optional for "
-            "a backend"
-        )
 
 
 class StorageConformance:
@@ -477,14 +467,14 @@ class StorageConformance:
     async def test_listing_gives_the_ids_sorted_by_code_point(
         self, storage: SessionStorage
     ) -> None:
-        assert await _list_or_skip(storage) == []
+        assert await _optional_or_skip(storage.list_sessions) == []
         for session_id in _LISTED_IDS:
             await storage.save(_new(session_id))
 
         assert await storage.list_sessions() == sorted(_LISTED_IDS)
 
     async def test_listing_pages_with_limit_and_after(self, storage: SessionStorage) -> None:
-        await _list_or_skip(storage)
+        await _optional_or_skip(storage.list_sessions)
         for session_id in _LISTED_IDS:
             await storage.save(_new(session_id))
         ids = sorted(_LISTED_IDS)
@@ -503,7 +493,7 @@ class StorageConformance:
         assert await storage.list_sessions(after="claim-1x") == after_claim_1x  # need not exist
 
     async def test_deleted_sessions_are_not_listed(self, storage: SessionStorage) -> None:
-        await _list_or_skip(storage)
+        await _optional_or_skip(storage.list_sessions)
         for session_id in ("a", "b", "c"):
             await storage.save(_new(session_id))
 
@@ -524,7 +514,7 @@ class StorageConformance:
     async def test_listing_refuses_bad_arguments(
         self, storage: SessionStorage, options: dict[str, Any], error: type[Exception]
     ) -> None:
-        await _list_or_skip(storage)
+        await _optional_or_skip(storage.list_sessions)
         with pytest.raises(error):
             await storage.list_sessions(**options)
 
@@ -534,7 +524,7 @@ class StorageConformance:
         self, storage: SessionStorage
     ) -> None:
         now = datetime(2030, 1, 1, tzinfo=timezone.utc)
-        assert await _due_or_skip(storage, now) == []
+        assert await _optional_or_skip(storage.due_sessions, now) == []
         for session_id, minutes in [("late", 5), ("b-first", -30), ("a-tie", -10), ("b-tie", -10)]:
             await storage.save(_waiting(session_id, now + timedelta(minutes=minutes)))
         await storage.save(_waiting("exactly-now", now))
@@ -558,7 +548,7 @@ class StorageConformance:
         self, storage: SessionStorage
     ) -> None:
         now = datetime(2030, 1, 1, tzinfo=timezone.utc)
-        await _due_or_skip(storage, now)
+        await _optional_or_skip(storage.due_sessions, now)
         for session_id in ("woken", "deleted", "still"):
             await storage.save(_waiting(session_id, now - timedelta(seconds=1)))
 
@@ -577,7 +567,7 @@ class StorageConformance:
     async def test_due_sessions_go_by_the_storage_clock_when_no_time_is_given(
         self, storage: SessionStorage
     ) -> None:
-        await _due_or_skip(storage)
+        await _optional_or_skip(storage.due_sessions)
         real_now = datetime.now(timezone.utc)
         await storage.save(_waiting("past", real_now - timedelta(hours=1)))
         await storage.save(_waiting("future", real_now + timedelta(hours=1)))
@@ -596,7 +586,7 @@ class StorageConformance:
     async def test_due_sessions_refuses_bad_arguments(
         self, storage: SessionStorage, args: tuple[Any, ...], error: type[Exception]
     ) -> None:
-        await _due_or_skip(storage)
+        await _optional_or_skip(storage.due_sessions)
         with pytest.raises(error):
             await storage.due_sessions(*args)
 
