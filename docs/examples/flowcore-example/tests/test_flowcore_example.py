@@ -7,7 +7,7 @@ import itertools
 import pytest
 from flowcore_example import NamedMemoryStorage
 
-from flowcore.testing import StorageConformance
+from flowcore.testing import ConcurrencyConformance, StorageConformance, StorageFactory
 
 _names = itertools.count()
 
@@ -26,3 +26,16 @@ class TestNamedMemoryStorage(StorageConformance):
             storage._rows[session_id] = (version, blob)
 
         return put
+
+
+class TestNamedMemoryConcurrency(ConcurrencyConformance):
+    """Many runners on one store; every instance of a name shares its sessions."""
+
+    @pytest.fixture
+    async def storage(self):
+        async with NamedMemoryStorage(f"concurrency-{next(_names)}") as storage:
+            yield storage
+
+    @pytest.fixture
+    def new_storage(self, storage) -> StorageFactory:
+        return lambda: NamedMemoryStorage(storage.name)
