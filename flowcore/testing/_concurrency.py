@@ -15,6 +15,7 @@ from flowcore._storage import SessionStorage
 from flowcore._values import ExecutionResult
 
 from ._counter import counter_graph
+from ._suite import StorageSuite
 
 __all__ = ["ConcurrencyConformance", "StorageFactory"]
 
@@ -50,7 +51,7 @@ async def _step_until_committed(runner: FlowRunner, session_id: str) -> int:
             conflicts += 1
 
 
-class ConcurrencyConformance:
+class ConcurrencyConformance(StorageSuite):
     """Many runners stepping sessions of one store at once: every step is committed once or
     refused with SessionConflict, and no update is lost. Subclass it (as ``Test...``) and
     override ``storage``, as for ``StorageConformance``.
@@ -59,16 +60,6 @@ class ConcurrencyConformance:
     own on one store (a database, a server): the runners are then spread over several storages,
     each with its own connections. By default they all share ``storage``.
     """
-
-    pytestmark = pytest.mark.asyncio
-
-    @pytest.fixture
-    def storage(self) -> SessionStorage:
-        """A fresh, empty backend. Every subclass must override this fixture."""
-        pytest.fail(
-            f"{type(self).__name__} must override the `storage` fixture to yield a fresh, "
-            "empty SessionStorage"
-        )
 
     @pytest.fixture
     def new_storage(self, storage: SessionStorage) -> StorageFactory:

@@ -21,6 +21,8 @@ from flowcore._session import Session
 from flowcore._storage import SessionStorage
 from flowcore.codec import encode_session, register_type, unregister_type
 
+from ._suite import StorageSuite
+
 __all__ = ["CODEC_VALUES", "FREE_TEXT_IDS", "RawBlobWriter", "StorageConformance"]
 
 RawBlobWriter = Callable[[str, int, bytes], "Awaitable[None] | None"]
@@ -134,7 +136,7 @@ def _waiting(session_id: str, wake_at: datetime) -> Session:
     return session
 
 
-class StorageConformance:
+class StorageConformance(StorageSuite):
     """The storage contract as tests. Subclass it (as ``Test...``) and override ``storage``.
 
     Override ``put_raw_blob`` too if the backend can store raw bytes under an id; the tests of
@@ -142,16 +144,6 @@ class StorageConformance:
     ``due_sessions`` are skipped for a backend that does not implement them (they raise
     NotImplementedError).
     """
-
-    pytestmark = pytest.mark.asyncio
-
-    @pytest.fixture
-    def storage(self) -> SessionStorage:
-        """A fresh, empty backend. Every subclass must override this fixture."""
-        pytest.fail(
-            f"{type(self).__name__} must override the `storage` fixture to yield a fresh, "
-            "empty SessionStorage"
-        )
 
     @pytest.fixture
     def put_raw_blob(self, storage: SessionStorage) -> RawBlobWriter | None:

@@ -12,13 +12,22 @@ from flowcore.testing import ConcurrencyConformance, StorageConformance, Storage
 _names = itertools.count()
 
 
-class TestNamedMemoryStorage(StorageConformance):
-    """The storage contract every backend passes; `storage` yields a fresh, empty one."""
+class ANewStore:
+    """`storage` yields a fresh, empty store; `new_storage` more storages on it (every instance of
+    a name shares its sessions)."""
 
     @pytest.fixture
     async def storage(self):
-        async with NamedMemoryStorage(f"conformance-{next(_names)}") as storage:
+        async with NamedMemoryStorage(f"store-{next(_names)}") as storage:
             yield storage
+
+    @pytest.fixture
+    def new_storage(self, storage) -> StorageFactory:
+        return lambda: NamedMemoryStorage(storage.name)
+
+
+class TestNamedMemoryStorage(ANewStore, StorageConformance):
+    """The storage contract every backend passes."""
 
     @pytest.fixture
     def put_raw_blob(self, storage):
@@ -28,14 +37,5 @@ class TestNamedMemoryStorage(StorageConformance):
         return put
 
 
-class TestNamedMemoryConcurrency(ConcurrencyConformance):
-    """Many runners on one store; every instance of a name shares its sessions."""
-
-    @pytest.fixture
-    async def storage(self):
-        async with NamedMemoryStorage(f"concurrency-{next(_names)}") as storage:
-            yield storage
-
-    @pytest.fixture
-    def new_storage(self, storage) -> StorageFactory:
-        return lambda: NamedMemoryStorage(storage.name)
+class TestNamedMemoryConcurrency(ANewStore, ConcurrencyConformance):
+    """Many runners stepping one store at once."""
