@@ -14,7 +14,8 @@ subclassing it and overriding one fixture, ``storage``::
 
 :class:`ConcurrencyConformance` takes the same fixture (and optionally ``new_storage``, one more
 storage on the same store) and checks many runners stepping one store at once, with the
-workflow of :func:`counter_graph`. :class:`StorageBenchmark` takes the same fixture and times
+workflow of :func:`counter_graph`, which :class:`StepTraffic` steps too while a backend's own
+tests break its store. :class:`StorageBenchmark` takes the same fixture and times
 the backend against the in-memory one. The suites need pytest and pytest-asyncio. Under
 pytest-asyncio's strict mode, decorate the fixture with ``@pytest_asyncio.fixture`` instead of
 ``@pytest.fixture``.
@@ -41,6 +42,7 @@ from ._plugin import (  # noqa: F401
     pytest_terminal_summary,
 )
 from ._storage_benchmark import StorageBenchmark
+from ._traffic import StepTraffic
 from ._versions import migrated
 from ._workload import BenchmarkFailed
 
@@ -51,6 +53,7 @@ __all__ = [
     "BenchmarkFailed",
     "ConcurrencyConformance",
     "RawBlobWriter",
+    "StepTraffic",
     "StorageBenchmark",
     "StorageConformance",
     "StorageFactory",
