@@ -337,30 +337,14 @@ class StorageConformance(StorageSuite):
             assert copy is not None
             copy.context.set("writer", i)
 
-        outcomes = await asyncio.gather(
-            *(storage.save(copy) for copy in copies if copy is not None), return_exceptions=True
-        )
-
-        winner = _the_one_winner(outcomes)
-        stored = await storage.get("s1")
-        assert stored is not None
-        assert stored.version == 2
-        assert stored.context.get("writer") == winner
+        await _exactly_one_wins(storage, [c for c in copies if c is not None], "writer", 2)
 
     async def test_concurrent_creates_of_one_id_let_exactly_one_win(
         self, storage: SessionStorage
     ) -> None:
         sessions = [_new(creator=i) for i in range(8)]
 
-        outcomes = await asyncio.gather(
-            *(storage.save(s) for s in sessions), return_exceptions=True
-        )
-
-        winner = _the_one_winner(outcomes)
-        stored = await storage.get("s1")
-        assert stored is not None
-        assert stored.version == 1
-        assert stored.context.get("creator") == winner
+        await _exactly_one_wins(storage, sessions, "creator", 1)
 
     # -- delete ------------------------------------------------------------------------------
 
@@ -613,9 +597,17 @@ class StorageConformance(StorageSuite):
         assert await storage.get("good") is not None
 
 
-def _the_one_winner(outcomes: Sequence[object]) -> int:
-    """The index of the one save that succeeded; every other one must be a SessionConflict."""
+async def _exactly_one_wins(
+    storage: SessionStorage, sessions: Sequence[Session], marker: str, version: int
+) -> None:
+    """Save ``sessions`` (copies of session "s1", each with its index as context[marker]) at
+    once: exactly one save succeeds, every other is a SessionConflict, and the stored session
+    is the winner's, at ``version``."""
+    outcomes = await asyncio.gather(*(storage.save(s) for s in sessions), return_exceptions=True)
     winners = [i for i, outcome in enumerate(outcomes) if outcome is None]
     assert len(winners) == 1, outcomes
     assert all(isinstance(o, SessionConflict) for o in outcomes if o is not None), outcomes
-    return winners[0]
+    stored = await storage.get("s1")
+    assert stored is not None
+    assert stored.version == version
+    assert stored.context.get(marker) == winners[0]
