@@ -12,9 +12,13 @@ subclassing it and overriding one fixture, ``storage``::
             async with MyStorage(tmp_path / "sessions.db") as storage:
                 yield storage
 
-:class:`StorageBenchmark` takes the same fixture and times the backend against the in-memory
-one. The suites need pytest and pytest-asyncio. Under pytest-asyncio's strict mode, decorate the
-fixture with ``@pytest_asyncio.fixture`` instead of ``@pytest.fixture``.
+:class:`ConcurrencyConformance` takes the same fixture (and optionally ``new_storage``, one more
+storage on the same store) and checks many runners stepping one store at once, with the
+workflow of :func:`counter_graph`, which :class:`StepTraffic` steps too while a backend's own
+tests break its store. :class:`StorageBenchmark` takes the same fixture and times
+the backend against the in-memory one. The suites need pytest and pytest-asyncio. Under
+pytest-asyncio's strict mode, decorate the fixture with ``@pytest_asyncio.fixture`` instead of
+``@pytest.fixture``.
 
 This module is also a pytest plugin (entry point ``pytest11``, named ``flowcore``): with
 pytest-benchmark installed (``pip install 'flowcore[bench]'``) it gives the ``flowcore_bench``
@@ -24,7 +28,9 @@ fixture and the ``--flowcore-baseline``, ``--flowcore-save-baseline`` and
 
 from __future__ import annotations
 
+from ._concurrency import ConcurrencyConformance, StorageFactory
 from ._conformance import CODEC_VALUES, FREE_TEXT_IDS, RawBlobWriter, StorageConformance
+from ._counter import counter_graph
 
 # BenchResult, then the pytest plugin's hooks and fixture, found here by pytest (pytest11).
 from ._plugin import (  # noqa: F401
@@ -36,6 +42,7 @@ from ._plugin import (  # noqa: F401
     pytest_terminal_summary,
 )
 from ._storage_benchmark import StorageBenchmark
+from ._traffic import StepTraffic
 from ._versions import migrated
 from ._workload import BenchmarkFailed
 
@@ -44,8 +51,12 @@ __all__ = [
     "FREE_TEXT_IDS",
     "BenchResult",
     "BenchmarkFailed",
+    "ConcurrencyConformance",
     "RawBlobWriter",
+    "StepTraffic",
     "StorageBenchmark",
     "StorageConformance",
+    "StorageFactory",
+    "counter_graph",
     "migrated",
 ]

@@ -21,6 +21,8 @@ from flowcore._session import Session
 from flowcore._storage import SessionStorage
 from flowcore.codec import encode_session, register_type, unregister_type
 
+from ._suite import StorageSuite
+
 __all__ = ["CODEC_VALUES", "FREE_TEXT_IDS", "RawBlobWriter", "StorageConformance"]
 
 RawBlobWriter = Callable[[str, int, bytes], "Awaitable[None] | None"]
@@ -116,14 +118,15 @@ def _new(session_id: str = "s1", **values: Any) -> Session:
     return Session.new_from_task(session_id, "start", graph_id="conformance", context=values)
 
 
-async def _due_or_skip(storage: SessionStorage, *args: Any, **options: Any) -> list[str]:
-    """``storage.due_sessions(...)``; the test is skipped if the backend cannot tell."""
+async def _optional_or_skip(method: Callable[..., Awaitable[list[str]]], *args: Any) -> list[str]:
+    """``method(*args)``, an optional method of a storage (``list_sessions``, ``due_sessions``);
+    the test is skipped if the backend does not implement it."""
     try:
-        return await storage.due_sessions(*args, **options)
+        return await method(*args)
     except NotImplementedError:
+        owner = type(getattr(method, "__self__", None)).__name__
         pytest.skip(
-            f"{type(storage).__name__} does not implement due_sessions, which is optional for "
-            "a backend"
+            f"{owner} does not implement {method.__name__}, which is optional for a backend"
         )
 
 
@@ -133,18 +136,7 @@ def _waiting(session_id: str, wake_at: datetime) -> Session:
     return session
 
 
-async def _list_or_skip(storage: SessionStorage, **options: Any) -> list[str]:
-    """``storage.list_sessions(**options)``; the test is skipped if the backend cannot list."""
-    try:
-        return await storage.list_sessions(**options)
-    except NotImplementedError:
-        pytest.skip(
-            f"{type(storage).__name__} does not implement list_sessions, which is optional for "
-            "a backend"
-        )
-
-
-class StorageConformance:
+class StorageConformance(StorageSuite):
     """The storage contract as tests. Subclass it (as ``Test...``) and override ``storage``.
 
     Override ``put_raw_blob`` too if the backend can store raw bytes under an id; the tests of
@@ -152,16 +144,6 @@ class StorageConformance:
     ``due_sessions`` are skipped for a backend that does not implement them (they raise
     NotImplementedError).
     """
-
-    pytestmark = pytest.mark.asyncio
-
-    @pytest.fixture
-    def storage(self) -> SessionStorage:
-        """A fresh, empty backend. Every subclass must override this fixture."""
-        pytest.fail(
-            f"{type(self).__name__} must override the `storage` fixture to yield a fresh, "
-            "empty SessionStorage"
-        )
 
     @pytest.fixture
     def put_raw_blob(self, storage: SessionStorage) -> RawBlobWriter | None:
@@ -355,30 +337,14 @@ class StorageConformance:
             assert copy is not None
             copy.context.set("writer", i)
 
-        outcomes = await asyncio.gather(
-            *(storage.save(copy) for copy in copies if copy is not None), return_exceptions=True
-        )
-
-        winner = _the_one_winner(outcomes)
-        stored = await storage.get("s1")
-        assert stored is not None
-        assert stored.version == 2
-        assert stored.context.get("writer") == winner
+        await _exactly_one_wins(storage, [c for c in copies if c is not None], "writer", 2)
 
     async def test_concurrent_creates_of_one_id_let_exactly_one_win(
         self, storage: SessionStorage
     ) -> None:
         sessions = [_new(creator=i) for i in range(8)]
 
-        outcomes = await asyncio.gather(
-            *(storage.save(s) for s in sessions), return_exceptions=True
-        )
-
-        winner = _the_one_winner(outcomes)
-        stored = await storage.get("s1")
-        assert stored is not None
-        assert stored.version == 1
-        assert stored.context.get("creator") == winner
+        await _exactly_one_wins(storage, sessions, "creator", 1)
 
     # -- delete ------------------------------------------------------------------------------
 
@@ -477,14 +443,14 @@ class StorageConformance:
     async def test_listing_gives_the_ids_sorted_by_code_point(
         self, storage: SessionStorage
     ) -> None:
-        assert await _list_or_skip(storage) == []
+        assert await _optional_or_skip(storage.list_sessions) == []
         for session_id in _LISTED_IDS:
             await storage.save(_new(session_id))
 
         assert await storage.list_sessions() == sorted(_LISTED_IDS)
 
     async def test_listing_pages_with_limit_and_after(self, storage: SessionStorage) -> None:
-        await _list_or_skip(storage)
+        await _optional_or_skip(storage.list_sessions)
         for session_id in _LISTED_IDS:
             await storage.save(_new(session_id))
         ids = sorted(_LISTED_IDS)
@@ -503,7 +469,7 @@ class StorageConformance:
         assert await storage.list_sessions(after="claim-1x") == after_claim_1x  # need not exist
 
     async def test_deleted_sessions_are_not_listed(self, storage: SessionStorage) -> None:
-        await _list_or_skip(storage)
+        await _optional_or_skip(storage.list_sessions)
         for session_id in ("a", "b", "c"):
             await storage.save(_new(session_id))
 
@@ -524,7 +490,7 @@ class StorageConformance:
     async def test_listing_refuses_bad_arguments(
         self, storage: SessionStorage, options: dict[str, Any], error: type[Exception]
     ) -> None:
-        await _list_or_skip(storage)
+        await _optional_or_skip(storage.list_sessions)
         with pytest.raises(error):
             await storage.list_sessions(**options)
 
@@ -534,7 +500,7 @@ class StorageConformance:
         self, storage: SessionStorage
     ) -> None:
         now = datetime(2030, 1, 1, tzinfo=timezone.utc)
-        assert await _due_or_skip(storage, now) == []
+        assert await _optional_or_skip(storage.due_sessions, now) == []
         for session_id, minutes in [("late", 5), ("b-first", -30), ("a-tie", -10), ("b-tie", -10)]:
             await storage.save(_waiting(session_id, now + timedelta(minutes=minutes)))
         await storage.save(_waiting("exactly-now", now))
@@ -558,7 +524,7 @@ class StorageConformance:
         self, storage: SessionStorage
     ) -> None:
         now = datetime(2030, 1, 1, tzinfo=timezone.utc)
-        await _due_or_skip(storage, now)
+        await _optional_or_skip(storage.due_sessions, now)
         for session_id in ("woken", "deleted", "still"):
             await storage.save(_waiting(session_id, now - timedelta(seconds=1)))
 
@@ -577,7 +543,7 @@ class StorageConformance:
     async def test_due_sessions_go_by_the_storage_clock_when_no_time_is_given(
         self, storage: SessionStorage
     ) -> None:
-        await _due_or_skip(storage)
+        await _optional_or_skip(storage.due_sessions)
         real_now = datetime.now(timezone.utc)
         await storage.save(_waiting("past", real_now - timedelta(hours=1)))
         await storage.save(_waiting("future", real_now + timedelta(hours=1)))
@@ -596,7 +562,7 @@ class StorageConformance:
     async def test_due_sessions_refuses_bad_arguments(
         self, storage: SessionStorage, args: tuple[Any, ...], error: type[Exception]
     ) -> None:
-        await _due_or_skip(storage)
+        await _optional_or_skip(storage.due_sessions)
         with pytest.raises(error):
             await storage.due_sessions(*args)
 
@@ -631,9 +597,17 @@ class StorageConformance:
         assert await storage.get("good") is not None
 
 
-def _the_one_winner(outcomes: Sequence[object]) -> int:
-    """The index of the one save that succeeded; every other one must be a SessionConflict."""
+async def _exactly_one_wins(
+    storage: SessionStorage, sessions: Sequence[Session], marker: str, version: int
+) -> None:
+    """Save ``sessions`` (copies of session "s1", each with its index as context[marker]) at
+    once: exactly one save succeeds, every other is a SessionConflict, and the stored session
+    is the winner's, at ``version``."""
+    outcomes = await asyncio.gather(*(storage.save(s) for s in sessions), return_exceptions=True)
     winners = [i for i, outcome in enumerate(outcomes) if outcome is None]
     assert len(winners) == 1, outcomes
     assert all(isinstance(o, SessionConflict) for o in outcomes if o is not None), outcomes
-    return winners[0]
+    stored = await storage.get("s1")
+    assert stored is not None
+    assert stored.version == version
+    assert stored.context.get(marker) == winners[0]

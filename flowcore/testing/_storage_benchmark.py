@@ -16,6 +16,7 @@ from flowcore._task import Task
 from flowcore._values import NextAction, TaskResult
 
 from ._plugin import gate_of
+from ._suite import StorageSuite
 from ._timing import Rounds
 from ._timing import ratio as ratio_of
 from ._workload import StepWorkload
@@ -47,7 +48,7 @@ def _context_of(size_bytes: int) -> dict[str, str]:
     return {f"k{i}": "x" * 100 for i in range(max(1, size_bytes // 110))}
 
 
-class StorageBenchmark:
+class StorageBenchmark(StorageSuite):
     """A backend's speed as benchmarks, each measured against ``InMemorySessionStorage``.
 
     Subclass it (as ``Test...``) and override the ``storage`` fixture, exactly as for
@@ -69,8 +70,6 @@ class StorageBenchmark:
     round of each as a smoke test). Set the class attributes to change the rounds and sizes.
     """
 
-    pytestmark = pytest.mark.asyncio
-
     rounds: int = 10
     """Timed rounds of each benchmark (after ``warmup`` rounds)."""
     warmup: int = 1
@@ -78,14 +77,6 @@ class StorageBenchmark:
     """``runner.run`` calls per round."""
     concurrency: int = 20
     """Sessions stepped at once in ``test_concurrent_sessions``."""
-
-    @pytest.fixture
-    def storage(self) -> SessionStorage:
-        """A fresh, empty backend. Every subclass must override this fixture."""
-        pytest.fail(
-            f"{type(self).__name__} must override the `storage` fixture to yield a fresh, "
-            "empty SessionStorage"
-        )
 
     async def test_step(
         self, storage: SessionStorage, benchmark: Any, request: pytest.FixtureRequest

@@ -36,6 +36,15 @@ async def assert_applied_once(runner: FlowRunner, ids: list[str]) -> None:
         ), session_id
 
 
+async def assert_woken_and_completed_once(runner: FlowRunner, session_id: str) -> None:
+    """The woken session completes within 30 s, every step applied once."""
+    deadline = time.monotonic() + 30
+    while not (stored := await runner.storage.get(session_id)).is_completed:
+        assert time.monotonic() < deadline, "the woken session did not complete"
+        await asyncio.sleep(0.1)
+    assert (stored.context.get("applied"), stored.version) == (ALL, 4)
+
+
 async def test_200_sessions_driven_by_two_workers(
     app: Celery, runner: FlowRunner, prefix: str
 ) -> None:
@@ -109,11 +118,7 @@ async def test_a_timer_woken_by_its_eta_and_by_wake_due_runs_its_step_once(
 
     value = result.get(timeout=30)
     assert value["status"] == "Completed"  # the drive's end, whichever wake took the step
-    deadline = time.monotonic() + 30
-    while not (stored := await runner.storage.get(prefix)).is_completed:
-        assert time.monotonic() < deadline, "the woken session did not complete"
-        await asyncio.sleep(0.1)
-    assert (stored.context.get("applied"), stored.version) == (ALL, 4)
+    await assert_woken_and_completed_once(runner, prefix)
 
 
 async def test_wake_due_sends_the_sessions_storage_reports_due(
@@ -132,11 +137,7 @@ async def test_wake_due_sends_the_sessions_storage_reports_due(
     await asyncio.sleep(4.2)
     assert prefix in flowcore_celery.wake_due(app)
     flowcore_celery.wake_due(app)  # a second round before the first wake ran: a duplicate
-    deadline = time.monotonic() + 30
-    while not (stored := await runner.storage.get(prefix)).is_completed:
-        assert time.monotonic() < deadline, "the woken session did not complete"
-        await asyncio.sleep(0.1)
-    assert (stored.context.get("applied"), stored.version) == (ALL, 4)
+    await assert_woken_and_completed_once(runner, prefix)
 
 
 async def test_duplicates_of_one_submit_apply_the_step_once(

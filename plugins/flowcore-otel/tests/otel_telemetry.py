@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -14,7 +15,18 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Tracer
 
-from flowcore import FlowRunner, Graph, GraphBuilder, InMemorySessionStorage, SessionStorage, Task
+from flowcore import (
+    Context,
+    FlowRunner,
+    Graph,
+    GraphBuilder,
+    InMemorySessionStorage,
+    NextAction,
+    SessionStorage,
+    Task,
+    TaskResult,
+    task,
+)
 
 
 @dataclass
@@ -106,3 +118,19 @@ def chain(graph_id: str, *tasks: Task, edges: Sequence[tuple[str, str]] = ()) ->
     for source, target in edges:
         builder.add_edge(source, target)
     return builder.build()
+
+
+def pausing(
+    task_id: str,
+    seconds: float,
+    response: str = "done",
+    next_action: NextAction = NextAction.WaitForInput,
+) -> Task:
+    """A task that sleeps ``seconds`` (other steps run meanwhile), then answers ``response``."""
+
+    @task(task_id)
+    async def pause(ctx: Context) -> TaskResult:
+        await asyncio.sleep(seconds)
+        return TaskResult(response, next_action)
+
+    return pause

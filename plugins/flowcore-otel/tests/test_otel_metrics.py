@@ -7,7 +7,7 @@ import bisect
 
 import pytest
 from flowcore_otel import STEP_BUCKETS
-from otel_telemetry import chain
+from otel_telemetry import chain, pausing
 
 from flowcore import (
     Context,
@@ -52,12 +52,7 @@ async def test_each_step_is_counted_and_timed_by_graph_and_status(telemetry):
 
 
 async def test_the_step_duration_is_a_histogram_in_seconds_with_buckets_for_steps(telemetry):
-    @task("think")
-    async def think(ctx: Context) -> TaskResult:
-        await asyncio.sleep(0.03)
-        return TaskResult("done", NextAction.WaitForInput)
-
-    runner = telemetry.runner(chain("slow", think))
+    runner = telemetry.runner(chain("slow", pausing("think", 0.03)))
     await runner.create_session("s-1")
 
     await runner.run("s-1")
@@ -72,12 +67,7 @@ async def test_the_step_duration_is_a_histogram_in_seconds_with_buckets_for_step
 
 
 async def test_a_lost_race_is_counted_as_a_conflict(telemetry):
-    @task("slow")
-    async def slow(ctx: Context) -> TaskResult:
-        await asyncio.sleep(0.01)
-        return TaskResult("done", NextAction.WaitForInput)
-
-    runner = telemetry.runner(chain("race", slow))
+    runner = telemetry.runner(chain("race", pausing("slow", 0.01)))
     await runner.create_session("s-1")
 
     outcomes = await asyncio.gather(runner.run("s-1"), runner.run("s-1"), return_exceptions=True)

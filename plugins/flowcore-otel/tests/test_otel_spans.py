@@ -9,7 +9,7 @@ import contextlib
 import pytest
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, StatusCode
-from otel_telemetry import chain
+from otel_telemetry import chain, pausing
 
 from flowcore import (
     Context,
@@ -188,30 +188,18 @@ async def test_spans_a_task_opens_nest_under_its_task_span(telemetry):
     ]
 
 
-async def test_a_plain_task_nests_its_spans_too(telemetry):
+@pytest.mark.parametrize(
+    "timeout",
+    [
+        pytest.param(None, id="inline"),  # a plain def runs inline...
+        pytest.param(5, id="in-its-own-thread"),  # ...or, with a timeout, in a thread
+    ],
+)
+async def test_a_plain_task_nests_its_spans_too(telemetry, timeout):
     app = telemetry.app_tracer()
 
-    @task("lookup")
-    def lookup(ctx: Context) -> TaskResult:  # a plain def runs inline
-        with app.start_as_current_span("cache.get"):
-            pass
-        return TaskResult("found", NextAction.End)
-
-    runner = telemetry.runner(chain("lookups", lookup))
-    await runner.create_session("l-1")
-
-    await runner.run("l-1")
-
-    [query] = telemetry.named("cache.get")
-    assert query.parent is not None
-    assert query.parent.span_id == telemetry.one("flowcore.task").context.span_id
-
-
-async def test_a_plain_task_in_its_own_thread_nests_its_spans_too(telemetry):
-    app = telemetry.app_tracer()
-
-    @task("lookup", timeout=5)
-    def lookup(ctx: Context) -> TaskResult:  # a plain def with a timeout runs in a thread
+    @task("lookup", timeout=timeout)
+    def lookup(ctx: Context) -> TaskResult:
         with app.start_as_current_span("db.query"):
             pass
         return TaskResult("found", NextAction.End)
@@ -267,16 +255,8 @@ async def test_a_run_inside_a_task_nests_under_that_task(telemetry):
 
 
 async def test_fan_out_children_are_task_spans_under_the_fan_outs(telemetry):
-    @task("left")
-    async def left(ctx: Context) -> TaskResult:
-        await asyncio.sleep(0.01)
-        return TaskResult("l")
-
-    @task("right")
-    async def right(ctx: Context) -> TaskResult:
-        await asyncio.sleep(0.01)
-        return TaskResult("r")
-
+    left = pausing("left", 0.01, "l", NextAction.Continue)
+    right = pausing("right", 0.01, "r", NextAction.Continue)
     runner = telemetry.runner(chain("fan", FanOutTask("both", [left, right])))
     await runner.create_session("f-1")
 
@@ -479,12 +459,7 @@ async def test_a_run_of_an_unknown_session_is_a_run_span_in_error(telemetry):
 async def test_a_lost_compare_and_set_race_is_a_run_span_in_error(telemetry):
     storage = InMemorySessionStorage()
 
-    @task("slow")
-    async def slow(ctx: Context) -> TaskResult:
-        await asyncio.sleep(0.01)
-        return TaskResult("done", NextAction.WaitForInput)
-
-    runner = telemetry.runner(chain("race", slow), storage)
+    runner = telemetry.runner(chain("race", pausing("slow", 0.01)), storage)
     await runner.create_session("s-1")
 
     outcomes = await asyncio.gather(runner.run("s-1"), runner.run("s-1"), return_exceptions=True)
@@ -566,12 +541,7 @@ async def test_a_stream_its_consumer_leaves_is_a_cancelled_task_and_run(telemetr
 
 
 async def test_concurrent_steps_each_get_a_tree_of_their_own(telemetry):
-    @task("wait")
-    async def wait(ctx: Context) -> TaskResult:
-        await asyncio.sleep(0.01)
-        return TaskResult("ok", NextAction.WaitForInput)
-
-    runner = telemetry.runner(chain("many", wait))
+    runner = telemetry.runner(chain("many", pausing("wait", 0.01, "ok")))
     for i in range(10):
         await runner.create_session(f"s-{i}")
     telemetry.exporter.clear()

@@ -139,7 +139,9 @@ def test_a_step_over_http_is_traced_under_the_request_span(service, client_trace
     assert below_run[1]["attributes"]["flowcore.outcome"] == "WaitForInput"
 
 
-def test_a_streamed_step_over_http_is_traced_under_the_request_span(service, client_tracer):
+def answer_traced(service, client_tracer, endpoint: str, message: str):
+    """A new session's first step, then ``message`` POSTed to its ``endpoint`` (run or stream)
+    in a client span of its own: the answer, and the spans of that request's trace."""
     with httpx.Client(base_url=service.url, timeout=10) as client:
         session_id = client.post("/sessions").json()["id"]
         client.post(f"/sessions/{session_id}/run")
@@ -147,13 +149,17 @@ def test_a_streamed_step_over_http_is_traced_under_the_request_span(service, cli
             client,
             client_tracer,
             "POST",
-            f"/sessions/{session_id}/stream",
-            json={"message": "A-1001"},
+            f"/sessions/{session_id}/{endpoint}",
+            json={"message": message},
         )
+    return answer, service.spans_of_trace("0x" + format_trace_id(sent.trace_id), wanted=1)
+
+
+def test_a_streamed_step_over_http_is_traced_under_the_request_span(service, client_tracer):
+    answer, spans = answer_traced(service, client_tracer, "stream", "A-1001")
     assert answer.status_code == 200
     assert "event: result" in answer.text
 
-    spans = service.spans_of_trace("0x" + format_trace_id(sent.trace_id), wanted=1)
     [server] = [s for s in spans if s["kind"] == "SpanKind.SERVER"]
     [run] = [s for s in spans if s["name"] == "flowcore.run"]
     assert run["parent_id"] == server["context"]["span_id"]
@@ -164,19 +170,10 @@ def test_a_streamed_step_over_http_is_traced_under_the_request_span(service, cli
 
 
 def test_a_failed_step_over_http_is_an_error_span_under_the_request(service, client_tracer):
-    with httpx.Client(base_url=service.url, timeout=10) as client:
-        session_id = client.post("/sessions").json()["id"]
-        client.post(f"/sessions/{session_id}/run")
-        answer, sent = traced_request(
-            client,
-            client_tracer,
-            "POST",
-            f"/sessions/{session_id}/run",
-            json={"message": "A-9999"},  # the order service is unreachable for this one
-        )
+    # The order service is unreachable for this order.
+    answer, spans = answer_traced(service, client_tracer, "run", "A-9999")
     assert answer.status_code == 500
 
-    spans = service.spans_of_trace("0x" + format_trace_id(sent.trace_id), wanted=1)
     [server] = [s for s in spans if s["kind"] == "SpanKind.SERVER"]
     [run] = [s for s in spans if s["name"] == "flowcore.run"]
     [attempt] = [s for s in spans if s["name"] == "flowcore.task"]

@@ -19,18 +19,8 @@ from flowcore_redis import RedisSessionStorage
 from redis.crc import key_slot
 from redis_servers import PrivateCluster, new_prefix, require
 
-from flowcore import (
-    Context,
-    FlowRunner,
-    GraphBuilder,
-    NextAction,
-    Session,
-    SessionConflict,
-    StorageError,
-    TaskResult,
-    task,
-)
-from flowcore.testing import RawBlobWriter, StorageConformance
+from flowcore import FlowRunner, Session, SessionConflict, StorageError
+from flowcore.testing import RawBlobWriter, StorageConformance, counter_graph
 
 pytestmark = pytest.mark.slow
 
@@ -78,18 +68,10 @@ class TestRedisClusterConformance(StorageConformance):
         return put
 
 
-@task("increment")
-async def increment(ctx: Context) -> TaskResult:
-    counter = ctx.get("counter", 0)
-    await asyncio.sleep(0)
-    ctx.set("counter", counter + 1)
-    return TaskResult(None, NextAction.WaitForInput)
-
-
 async def test_sessions_spread_over_the_nodes_and_runners_lose_no_update(
     on_cluster: RedisSessionStorage, cluster: PrivateCluster
 ) -> None:
-    runners = [FlowRunner(GraphBuilder("g").add_task(increment).build(), on_cluster)] * 16
+    runners = [FlowRunner(counter_graph(), on_cluster)] * 16
     ids = [f"claim-{i}" for i in range(30)]
     await asyncio.gather(*(runners[0].create_session(i) for i in ids))
 

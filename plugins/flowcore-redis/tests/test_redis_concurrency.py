@@ -1,109 +1,19 @@
-"""Many runners, one session: every step is committed once or refused, and no update is lost.
+"""More concurrent steps than connections: they wait their turn for one, or fail in time.
 
-The runners share the server through several storages (each with its own connections), as
-separate processes would.
+Many runners stepping one session are flowcore's concurrency conformance suite, which
+test_redis_conformance runs.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
 
-import pytest
 from flowcore_redis import RedisSessionStorage
 
-from flowcore import (
-    Context,
-    ExecutionResult,
-    FlowRunner,
-    GraphBuilder,
-    NextAction,
-    SessionConflict,
-    StorageError,
-    TaskResult,
-    task,
-)
+from flowcore import FlowRunner, StorageError
+from flowcore.testing import counter_graph
 
-
-@task("increment")
-async def increment(ctx: Context) -> TaskResult:
-    counter = ctx.get("counter", 0)
-    await asyncio.sleep(0)  # let the other runners load the same version meanwhile
-    ctx.set("counter", counter + 1)
-    return TaskResult(None, NextAction.WaitForInput)
-
-
-GRAPH = GraphBuilder("counter").add_task(increment).build()
-
-
-@pytest.fixture
-async def runners(redis_url: str, prefix: str) -> AsyncIterator[Callable[[int], list[FlowRunner]]]:
-    """``runners(count)``: that many runners, spread over 4 storages of the test's prefix."""
-    opened = [RedisSessionStorage(redis_url, prefix=prefix) for _ in range(4)]
-
-    def make(count: int) -> list[FlowRunner]:
-        return [FlowRunner(GRAPH, opened[i % len(opened)]) for i in range(count)]
-
-    yield make
-    for storage in opened:
-        await storage.close()
-
-
-async def test_64_concurrent_runs_of_one_session_commit_or_conflict(
-    runners: Callable[[int], list[FlowRunner]],
-) -> None:
-    many = runners(64)
-    await many[0].create_session("hot")
-
-    outcomes = await asyncio.gather(*(r.run("hot") for r in many), return_exceptions=True)
-
-    committed = [o for o in outcomes if isinstance(o, ExecutionResult)]
-    refused = [o for o in outcomes if isinstance(o, SessionConflict)]
-    assert len(committed) + len(refused) == 64, [o for o in outcomes if isinstance(o, Exception)]
-    assert committed
-    stored = await many[0].storage.get("hot")
-    assert stored is not None
-    assert stored.context.get("counter") == len(committed)
-    assert stored.version == 1 + len(committed)
-
-
-async def test_64_runners_that_retry_on_conflict_lose_no_update(
-    runners: Callable[[int], list[FlowRunner]],
-) -> None:
-    many = runners(64)
-    await many[0].create_session("hot")
-
-    async def step_once(runner: FlowRunner) -> int:
-        conflicts = 0
-        while True:
-            try:
-                await runner.run("hot")
-                return conflicts
-            except SessionConflict:
-                conflicts += 1
-
-    conflicts = await asyncio.gather(*(step_once(r) for r in many))
-
-    stored = await many[0].storage.get("hot")
-    assert stored is not None
-    assert stored.context.get("counter") == 64
-    assert stored.version == 65
-    assert sum(conflicts) > 0  # they did collide
-
-
-async def test_concurrent_creates_of_one_id_let_one_win_and_list_it_once(
-    runners: Callable[[int], list[FlowRunner]],
-) -> None:
-    many = runners(32)
-
-    outcomes = await asyncio.gather(
-        *(r.create_session("taken", context={"by": i}) for i, r in enumerate(many)),
-        return_exceptions=True,
-    )
-
-    assert sum(not isinstance(o, BaseException) for o in outcomes) == 1
-    assert all(isinstance(o, SessionConflict) for o in outcomes if isinstance(o, BaseException))
-    assert await many[0].storage.list_sessions() == ["taken"]
+GRAPH = counter_graph()
 
 
 async def test_more_concurrent_steps_than_connections_wait_their_turn(

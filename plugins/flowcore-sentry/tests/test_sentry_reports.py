@@ -47,6 +47,11 @@ def charge(ctx: Context) -> TaskResult:
     raise ConnectionError("card declined")
 
 
+@task("pay")
+def pay(ctx: Context) -> TaskResult:
+    raise ConnectionError("card declined")
+
+
 def shop(charge_task: Any = charge) -> Any:
     """receive -> check -> charge, run in one step (ContinueAndExecute); charge fails 3 times."""
     return (
@@ -128,10 +133,6 @@ async def test_breadcrumbs_are_of_the_failing_step_only(events):
     @task("ask")
     def ask(ctx: Context) -> TaskResult:
         return TaskResult("Which card?", NextAction.Continue)
-
-    @task("pay")
-    def pay(ctx: Context) -> TaskResult:
-        raise ConnectionError("card declined")
 
     graph = GraphBuilder("pay").add_task(ask).add_task(pay).add_edge("ask", "pay").build()
     runner = await new_runner(graph)
@@ -293,10 +294,6 @@ async def test_a_run_inside_a_task_keeps_its_breadcrumbs_apart(events):
 
 
 async def test_the_applications_own_capture_of_the_raised_failure_is_not_a_second_event(events):
-    @task("pay")
-    def pay(ctx: Context) -> TaskResult:
-        raise ConnectionError("card declined")
-
     runner = await new_runner(GraphBuilder("pay").add_task(pay).build())
 
     try:
@@ -308,10 +305,6 @@ async def test_the_applications_own_capture_of_the_raised_failure_is_not_a_secon
 
 
 async def test_ids_that_a_tag_cannot_hold_are_cut_and_kept_whole_in_the_context(events):
-    @task("pay")
-    def pay(ctx: Context) -> TaskResult:
-        raise ConnectionError("card declined")
-
     session_id = "line one\nline two " + "x" * 300
     runner = await new_runner(GraphBuilder("pay").add_task(pay).build(), session_id)
 

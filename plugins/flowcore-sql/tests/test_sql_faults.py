@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import os
 import time
-from collections import Counter
 from collections.abc import Iterator
 
 import asyncpg
@@ -21,16 +20,8 @@ from flowcore_sql import PostgresSessionStorage
 from private_postgres import PrivateServer, private_server, unavailable
 from sql_backends import new_schema
 
-from flowcore import (
-    Context,
-    FlowRunner,
-    GraphBuilder,
-    NextAction,
-    SessionConflict,
-    StorageError,
-    TaskResult,
-    task,
-)
+from flowcore import FlowRunner, SessionConflict, StorageError
+from flowcore.testing import StepTraffic, counter_graph
 
 pytestmark = pytest.mark.slow
 
@@ -48,14 +39,7 @@ def restartable() -> Iterator[PrivateServer]:
         yield server
 
 
-@task("increment")
-async def increment(ctx: Context) -> TaskResult:
-    await asyncio.sleep(0.001)  # a step long enough to be caught in flight
-    ctx.set("counter", ctx.get("counter", 0) + 1)
-    return TaskResult(None, NextAction.WaitForInput)
-
-
-GRAPH = GraphBuilder("counter").add_task(increment).build()
+GRAPH = counter_graph(step_seconds=0.001)  # a step long enough to be caught in flight
 SESSIONS = [f"s{i}" for i in range(12)]
 
 
@@ -66,49 +50,24 @@ async def test_a_restart_fails_the_steps_in_flight_and_later_steps_succeed(
         restartable.url, schema=new_schema(), connect_timeout=2, command_timeout=5
     )
     runner = FlowRunner(GRAPH, storage)
-    succeeded: Counter[str] = Counter()
-    failed: Counter[str] = Counter()
-    errors: list[BaseException] = []
-    stop = asyncio.Event()
 
-    async def keep_stepping(session_id: str) -> None:
-        while not stop.is_set():
-            try:
-                await runner.run(session_id)
-                succeeded[session_id] += 1
-            except StorageError as exc:  # what a cut step must raise, and nothing else
-                failed[session_id] += 1
-                errors.append(exc)
-                await asyncio.sleep(0.02)
-
-    async def traffic_through_a_restart() -> None:
+    async def traffic_through_a_restart() -> StepTraffic:
         for session_id in SESSIONS:
             await runner.create_session(session_id)
-        workers = [asyncio.create_task(keep_stepping(s)) for s in SESSIONS]
-        await asyncio.sleep(0.3)
-        await asyncio.to_thread(restartable.restart)
-        await asyncio.sleep(0.5)
-        stop.set()
-        await asyncio.gather(*workers)
+        async with StepTraffic([runner], SESSIONS) as traffic:
+            await asyncio.sleep(0.3)
+            await asyncio.to_thread(restartable.restart)
+            await asyncio.sleep(0.5)
+        return traffic
 
     try:
-        await asyncio.wait_for(traffic_through_a_restart(), timeout=90)
+        traffic = await asyncio.wait_for(traffic_through_a_restart(), timeout=90)
 
-        assert errors, "the restart should have cut some steps"
-        assert not any(isinstance(e, SessionConflict) for e in errors), errors[:3]
-        for session_id in SESSIONS:
-            # Later steps succeed, in this same process and storage.
-            await runner.run(session_id)
-            stored = await storage.get(session_id)
-            assert stored is not None
-            counter = stored.context.get("counter")
-            # Nothing half-written: the blob and its version always moved together...
-            assert stored.version == 1 + counter
-            # ...and every step reported as done is stored; a cut one may or may not be.
-            done = succeeded[session_id] + 1
-            assert done <= counter <= done + failed[session_id]
+        assert traffic.errors, "the restart should have cut some steps"
+        assert not any(isinstance(e, SessionConflict) for e in traffic.errors), traffic.errors[:3]
+        # Later steps succeed, in this same process and storage.
+        await traffic.check_sessions(runner, storage)
     finally:
-        stop.set()
         with contextlib.suppress(StorageError):
             await storage.close()
 

@@ -7,18 +7,27 @@ import itertools
 import pytest
 from flowcore_example import NamedMemoryStorage
 
-from flowcore.testing import StorageConformance
+from flowcore.testing import ConcurrencyConformance, StorageConformance, StorageFactory
 
 _names = itertools.count()
 
 
-class TestNamedMemoryStorage(StorageConformance):
-    """The storage contract every backend passes; `storage` yields a fresh, empty one."""
+class ANewStore:
+    """`storage` yields a fresh, empty store; `new_storage` more storages on it (every instance of
+    a name shares its sessions)."""
 
     @pytest.fixture
     async def storage(self):
-        async with NamedMemoryStorage(f"conformance-{next(_names)}") as storage:
+        async with NamedMemoryStorage(f"store-{next(_names)}") as storage:
             yield storage
+
+    @pytest.fixture
+    def new_storage(self, storage) -> StorageFactory:
+        return lambda: NamedMemoryStorage(storage.name)
+
+
+class TestNamedMemoryStorage(ANewStore, StorageConformance):
+    """The storage contract every backend passes."""
 
     @pytest.fixture
     def put_raw_blob(self, storage):
@@ -26,3 +35,7 @@ class TestNamedMemoryStorage(StorageConformance):
             storage._rows[session_id] = (version, blob)
 
         return put
+
+
+class TestNamedMemoryConcurrency(ANewStore, ConcurrencyConformance):
+    """Many runners stepping one store at once."""
