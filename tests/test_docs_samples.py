@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 
 import flowcore
+import flowcore.testing
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = sorted(
@@ -211,8 +212,7 @@ def test_every_public_name_has_an_entry_and_an_example_in_the_api_reference() ->
     public = [
         *flowcore.__all__,
         "flowcore.codec",
-        "flowcore.testing.StorageConformance",
-        "flowcore.testing.StorageBenchmark",
+        *(f"flowcore.testing.{name}" for name in flowcore.testing.__all__),
     ]
 
     for name in public:
