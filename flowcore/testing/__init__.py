@@ -15,8 +15,9 @@ subclassing it and overriding one fixture, ``storage``::
 :class:`ConcurrencyConformance` takes the same fixture (and optionally ``new_storage``, one more
 storage on the same store) and checks many runners stepping one store at once, with the
 workflow of :func:`counter_graph`, which :class:`StepTraffic` steps too while a backend's own
-tests break its store. :class:`StorageBenchmark` takes the same fixture and times
-the backend against the in-memory one. The suites need pytest and pytest-asyncio. Under
+tests break its store. :class:`ClockSkewConformance` runs a client whose clock is ahead against
+a backend whose server keeps the time. :class:`StorageBenchmark` takes the same fixture and
+times the backend against the in-memory one. The suites need pytest and pytest-asyncio. Under
 pytest-asyncio's strict mode, decorate the fixture with ``@pytest_asyncio.fixture`` instead of
 ``@pytest.fixture``.
 
@@ -28,6 +29,7 @@ fixture and the ``--flowcore-baseline``, ``--flowcore-save-baseline`` and
 
 from __future__ import annotations
 
+from ._clock import ClockSkewConformance
 from ._concurrency import ConcurrencyConformance, StorageFactory
 from ._conformance import CODEC_VALUES, FREE_TEXT_IDS, RawBlobWriter, StorageConformance
 from ._counter import counter_graph
@@ -51,6 +53,7 @@ __all__ = [
     "FREE_TEXT_IDS",
     "BenchResult",
     "BenchmarkFailed",
+    "ClockSkewConformance",
     "ConcurrencyConformance",
     "RawBlobWriter",
     "StepTraffic",
