@@ -91,14 +91,16 @@ class SqlSessionStorage(SessionStorage):
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> SqlSessionStorage:
-        """A backend for ``sqlite:///path`` or ``postgresql://...`` (the ``open_storage`` factory).
+        """A backend for ``sqlite:///path`` or ``postgresql://...``: what ``open_storage``
+        returns for these URLs (the plugin's ``open_sql``).
 
         ``options`` are the keyword arguments of the backend's class; the URL's query may give
         them too (``?ttl=3600``), but not both.
         """
-        from flowcore_sql._urls import storage_for_url
+        # Looked up when called: the plugin's entry module knows the backends, this base does not.
+        from flowcore_sql.plugin import open_sql
 
-        return storage_for_url(url, **options)
+        return open_sql(url, **options)
 
     @property
     def url(self) -> str:
