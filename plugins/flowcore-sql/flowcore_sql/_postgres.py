@@ -71,6 +71,8 @@ class PostgresSessionStorage(SqlSessionStorage):
 
     _nul_in_text: ClassVar[bool] = False
 
+    _dialect: ClassVar[str] = "postgresql"
+
     _driver_errors: ClassVar[tuple[type[BaseException], ...]] = (
         SQLAlchemyError,
         asyncpg.PostgresError,
@@ -170,14 +172,6 @@ class PostgresSessionStorage(SqlSessionStorage):
         """The SQLAlchemy engine, once connected (None before)."""
         return self._engine
 
-    @property
-    def _insert(self) -> Executable:
-        return STATEMENTS["postgresql"].insert
-
-    @property
-    def _listings(self) -> Mapping[tuple[bool, bool], Executable]:
-        return STATEMENTS["postgresql"].listings
-
     # -- connecting --------------------------------------------------------------------------------
 
     async def _open(self) -> None:
@@ -193,7 +187,7 @@ class PostgresSessionStorage(SqlSessionStorage):
         )
         self._statements = {
             id(statement): CompiledStatement(statement, engine.dialect, translate)
-            for statement in STATEMENTS["postgresql"].all
+            for statement in STATEMENTS[self._dialect].all
         }
         self._engine = engine
         if self._watch_limit is not None:

@@ -84,6 +84,8 @@ class SqliteSessionStorage(SqlSessionStorage):
     ``open_storage("sqlite:///sessions.db?create_dirs=true&ttl=3600")``.
     """
 
+    _dialect: ClassVar[str] = "sqlite"
+
     _driver_errors: ClassVar[tuple[type[BaseException], ...]] = (
         SQLAlchemyError,
         sqlite3.Error,
@@ -124,14 +126,6 @@ class SqliteSessionStorage(SqlSessionStorage):
     def path(self) -> str:
         """The database file (absolute), or ``":memory:"``."""
         return self._path
-
-    @property
-    def _insert(self) -> Executable:
-        return STATEMENTS["sqlite"].insert
-
-    @property
-    def _listings(self) -> Mapping[tuple[bool, bool], Executable]:
-        return STATEMENTS["sqlite"].listings
 
     # -- running on the storage's thread -----------------------------------------------------------
 
@@ -181,7 +175,7 @@ class SqliteSessionStorage(SqlSessionStorage):
         self._engine = engine
         self._statements = {
             id(statement): CompiledStatement(statement, engine.dialect)
-            for statement in STATEMENTS["sqlite"].all
+            for statement in STATEMENTS[self._dialect].all
         }
 
     def _prepare_directory(self) -> None:
