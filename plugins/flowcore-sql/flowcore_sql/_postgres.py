@@ -23,11 +23,11 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.sql import Executable
 
-from flowcore import StorageError
+from flowcore import StorageError, resolve_storage_options
 from flowcore_sql._compiled import CompiledStatement
 from flowcore_sql._leases import Leases
 from flowcore_sql._migrate import LATEST_VERSION, apply_migrations, schema_version
-from flowcore_sql._options import POSTGRES_OPTIONS, resolve
+from flowcore_sql._options import POSTGRES_OPTIONS
 from flowcore_sql._statements import STATEMENTS
 from flowcore_sql._storage import Row, SqlSessionStorage, root_error
 from flowcore_sql._urls import postgres_url
@@ -83,8 +83,8 @@ class PostgresSessionStorage(SqlSessionStorage):
 
     def __init__(self, url: str, **options: Unpack[PostgresOptions]) -> None:
         address = postgres_url(url)
-        values = resolve(
-            POSTGRES_OPTIONS, options, address.options, address.shown, address.connection
+        values = resolve_storage_options(
+            POSTGRES_OPTIONS, options, address.options, address.shown, connection=address.connection
         )
         super().__init__(address.shown, ttl=values["ttl"], migrate=values["migrate"])
         engine_url = address.engine_url

@@ -42,10 +42,10 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.sql import Executable
 
-from flowcore import StorageError
+from flowcore import StorageError, resolve_storage_options
 from flowcore_sql._compiled import CompiledStatement
 from flowcore_sql._migrate import LATEST_VERSION, apply_migrations, schema_version
-from flowcore_sql._options import SQLITE_OPTIONS, resolve
+from flowcore_sql._options import SQLITE_OPTIONS
 from flowcore_sql._statements import STATEMENTS
 from flowcore_sql._storage import Row, SqlSessionStorage, root_error
 
@@ -94,7 +94,7 @@ class SqliteSessionStorage(SqlSessionStorage):
 
     def __init__(self, path: str | os.PathLike[str], **options: Unpack[SqliteOptions]) -> None:
         raw = _check_path(path)
-        values = resolve(SQLITE_OPTIONS, options, {}, f"sqlite:///{raw}")
+        values = resolve_storage_options(SQLITE_OPTIONS, options, {}, f"sqlite:///{raw}")
         read_only: bool = values["read_only"]
         if read_only and (raw == _MEMORY or values["create_dirs"]):
             reason = "a new in-memory database" if raw == _MEMORY else "create_dirs"

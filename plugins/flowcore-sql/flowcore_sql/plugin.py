@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from flowcore import StorageError, hide_password, hookimpl
-from flowcore_sql._options import SQLITE_OPTIONS, resolve
+from flowcore import StorageError, hide_password, hookimpl, resolve_storage_options
+from flowcore_sql._options import SQLITE_OPTIONS
 from flowcore_sql._postgres import PostgresSessionStorage
 from flowcore_sql._sqlite import SqliteSessionStorage
 from flowcore_sql._storage import SqlSessionStorage
@@ -33,7 +33,7 @@ def open_sql(url: str, **options: Any) -> SqlSessionStorage:
     if backend == "sqlite":
         path, query = sqlite_url(url)
         return SqliteSessionStorage(
-            path, **resolve(SQLITE_OPTIONS, options, query, hide_password(url))
+            path, **resolve_storage_options(SQLITE_OPTIONS, options, query, hide_password(url))
         )
     if backend in ("postgresql", "postgres"):
         return PostgresSessionStorage(url, **options)
