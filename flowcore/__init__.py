@@ -38,6 +38,7 @@ from flowcore._plugins import register_plugin, unregister_plugin
 from flowcore._runner import FlowRunner
 from flowcore._session import Session
 from flowcore._storage import InMemorySessionStorage, SessionStorage
+from flowcore._storage_options import StorageOption, resolve_storage_options
 from flowcore._stream import StepEvent, emit
 from flowcore._task import RetryPolicy, Task, task
 from flowcore._tracing import (
@@ -101,6 +102,7 @@ __all__ = [
     "SessionStorage",
     "StepEvent",
     "StorageError",
+    "StorageOption",
     "Task",
     "TaskEnded",
     "TaskExecutionFailed",
@@ -119,6 +121,7 @@ __all__ = [
     "open_storage",
     "quote_id",
     "register_plugin",
+    "resolve_storage_options",
     "session_as_json",
     "task",
     "unregister_plugin",

@@ -40,8 +40,12 @@ def _sqlite_file(url: str) -> str | None:
 
     Read as flowcore-sql reads it (through SQLAlchemy): the path ends at the query (``?mode=ro``),
     is percent-decoded, and may hold a ``#``."""
-    scheme, separator, rest = url.partition("://")
-    if not separator or scheme.split("+", 1)[0].lower() != "sqlite" or not rest.startswith("/"):
+    try:
+        scheme = scheme_of(url)
+    except StorageError:
+        return None  # not a storage URL: open_storage says so
+    rest = url.split("://", 1)[1]
+    if scheme != "sqlite" or not rest.startswith("/"):
         return None  # another scheme, or a host or no path at all, which the backend reports
     path = unquote(rest[1:].partition("?")[0])  # sqlite:///relative.db, sqlite:////absolute.db
     return None if path in ("", ":memory:") else path

@@ -40,6 +40,7 @@ from flowcore import (
     StorageError,
     hide_password,
     quote_id,
+    resolve_storage_options,
 )
 from flowcore.codec import decode_session, encode_session
 from flowcore_redis._connections import (
@@ -52,7 +53,7 @@ from flowcore_redis._connections import (
     Transport,
 )
 from flowcore_redis._keys import Keys
-from flowcore_redis._options import CLIENT_OPTIONS, CLUSTER_OPTIONS, OPTIONS, resolve
+from flowcore_redis._options import CLIENT_OPTIONS, CLUSTER_OPTIONS, OPTIONS
 from flowcore_redis._scripts import DELETE, DUE, SAVE, Script
 from flowcore_redis._urls import CONNECTION_QUERY, redis_url
 
@@ -129,7 +130,9 @@ class RedisSessionStorage(SessionStorage):
                     "client=, an application's redis.asyncio.Redis"
                 )
             address = redis_url(url)
-            values = resolve(OPTIONS, options, address.options, address.shown, CONNECTION_QUERY)
+            values = resolve_storage_options(
+                OPTIONS, options, address.options, address.shown, connection=CONNECTION_QUERY
+            )
             self._url = address.shown
             self._pool = _make_pool(address.connection, values, address.shown)
             self._owns_pool = True
@@ -147,7 +150,7 @@ class RedisSessionStorage(SessionStorage):
             else:
                 assert pool is not None
                 self._url = _url_of(pool)
-            values = resolve(
+            values = resolve_storage_options(
                 CLIENT_OPTIONS if cluster is None else CLUSTER_OPTIONS, options, {}, self._url
             )
             for name, option in OPTIONS.items():  # the client's own settings apply instead

@@ -11,8 +11,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
-from flowcore import StorageError, hide_password, quote_id
-from flowcore_redis._options import Refused, read_bool
+from flowcore import StorageError, StorageOption, hide_password, quote_id, resolve_storage_options
 
 __all__ = ["CONNECTION_QUERY", "RedisAddress", "redis_url"]
 
@@ -30,6 +29,7 @@ _TLS_QUERY = (
     "ssl_certfile",
     "ssl_keyfile",
 )
+_TLS_FLAGS = {"ssl_check_hostname": StorageOption.flag("ssl_check_hostname", True)}
 CONNECTION_QUERY = ("db", *_TLS_QUERY)
 """What a URL's query may give for the connection, beside the storage's options."""
 
@@ -166,13 +166,8 @@ def _tls_value(name: str, text: str | tuple[str, ...], shown: str) -> Any:
                 f"{shown}: ssl_cert_reqs={quote_id(text)} is not one of {', '.join(_CERT_REQS)}"
             )
         return text.lower()
-    if name == "ssl_check_hostname":
-        try:
-            return read_bool(text)
-        except Refused as exc:
-            raise StorageError(
-                f"{shown}: ssl_check_hostname={quote_id(text)} is not {exc}"
-            ) from None
+    if name in _TLS_FLAGS:  # true or false, as the storage's own flags read
+        return resolve_storage_options(_TLS_FLAGS, {}, {name: text}, shown)[name]
     if not text:
         raise StorageError(f"{shown}: {name}= names no file")
     return text

@@ -1,147 +1,43 @@
 """The options a SQL storage takes, as keyword arguments or in its URL's query.
 
-Each option is defined once, here: its default, the values it takes, and how it reads as text in
-a URL (``sqlite:///sessions.db?create_dirs=true``, ``postgresql://...?ttl=3600``). A value it
+Each option is defined once, here, as a ``flowcore.StorageOption``: its default, the values it
+takes, and how it reads as text in a URL (``sqlite:///sessions.db?create_dirs=true``,
+``postgresql://...?ttl=3600``). ``flowcore.resolve_storage_options`` reads them: a value an option
 cannot take, a name it does not know or an option given twice is a StorageError that names the
 URL (password hidden), the option and what it must be.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any, TypedDict
 
-from flowcore import StorageError, quote_id
+from flowcore import StorageOption
 
 __all__ = [
     "MAX_DELAY",
-    "MAX_WAIT",
     "POSTGRES_OPTIONS",
     "SQLITE_OPTIONS",
     "SYNCHRONOUS",
-    "Option",
     "PostgresOptions",
-    "Refused",
     "SqliteOptions",
-    "resolve",
 ]
 
-MAX_WAIT = 2_147_483.0
-"""The longest timeout in seconds: both databases count it in milliseconds, in 32 bits."""
-
-MAX_DELAY = timedelta(days=36_525)
+MAX_DELAY = StorageOption.LONGEST_DELAY
 """The longest ttl or expiry delay, 100 years: the time it gives must stay within what SQLite's
 date functions compute (up to the year 9999)."""
 
-_TRUE = ("true", "1", "yes", "on")
-_FALSE = ("false", "0", "no", "off")
 SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 _POSTGRES_NAME_BYTES = 63  # PostgreSQL cuts longer names, so two long schemas could collide
 
 
-class Refused(ValueError):
-    """A value an option cannot take; the message says what it must be."""
-
-
-class Option:
-    """One option: its name, its default, how a value is checked, how its URL text is read."""
-
-    __slots__ = ("check", "default", "name", "parse")
-
-    def __init__(
-        self,
-        name: str,
-        default: Any,
-        check: Callable[[Any], Any],
-        parse: Callable[[str], Any] | None = None,
-    ) -> None:
-        self.name = name
-        self.default = default
-        self.check = check
-        """Returns the value as the storage uses it, or raises Refused."""
-        self.parse = parse
-        """Reads the value from a URL's query (None: the option cannot be given there)."""
-
-
-# -- checks ----------------------------------------------------------------------------------------
-
-
-def _number(value: object, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise Refused(what)
-    try:
-        number = float(value)
-    except OverflowError:  # an int beyond any float
-        raise Refused(what) from None
-    if math.isnan(number):
-        raise Refused(what)
-    return number
-
-
-def _seconds(
-    *, minimum: float, inclusive: bool, none: bool = False, never: float | None = None
-) -> Callable[[Any], Any]:
-    """A duration in seconds in ``[minimum, MAX_WAIT]`` (``(minimum, ...]`` unless
-    ``inclusive``); ``none``: None is taken too; ``never``: a value that means "never"."""
-    low = f">= {minimum:g}" if inclusive else f"> {minimum:g}"
-    what = f"a number of seconds {low} and at most {MAX_WAIT:.0f} (about 24 days)"
-    if never is not None:
-        what += f", or {never:g} for never"
-    if none:
-        what += ", or None for no limit"
-
-    def check(value: Any) -> float | None:
-        if value is None and none:
-            return None
-        number = _number(value, what)
-        if never is not None and number == never:
-            return number
-        if not (number >= minimum if inclusive else number > minimum) or number > MAX_WAIT:
-            raise Refused(what)
-        return number
-
-    return check
-
-
-def _ttl(value: Any) -> timedelta | None:
-    what = (
-        f"a positive timedelta or number of seconds, at most {MAX_DELAY.days // 365} years, "
-        "or None for never"
-    )
-    if value is None:
-        return None
-    if isinstance(value, timedelta):
-        ttl = value
-    else:
-        number = _number(value, what)
-        if not abs(number) <= MAX_DELAY.total_seconds():  # infinity too
-            raise Refused(what)
-        ttl = timedelta(seconds=number)
-    if not timedelta(0) < ttl <= MAX_DELAY:
-        raise Refused(what)
-    return ttl
-
-
-def _boolean(value: Any) -> bool:
-    if type(value) is not bool:
-        raise Refused("True or False")
-    return value
-
-
-def _count(minimum: int) -> Callable[[Any], int]:
-    def check(value: Any) -> int:
-        if type(value) is not int or value < minimum:
-            raise Refused(f"an int >= {minimum}")
-        return value
-
-    return check
+# -- checks of the options of their own ---------------------------------------------------------
 
 
 def _synchronous(value: Any) -> str:
     if type(value) is not str or value.upper() not in SYNCHRONOUS:
-        raise Refused(f"one of {', '.join(SYNCHRONOUS)}")
+        raise ValueError(f"one of {', '.join(SYNCHRONOUS)}")
     return value.upper()
 
 
@@ -150,13 +46,13 @@ def _schema(value: Any) -> str | None:
     if value is None:
         return None
     if type(value) is not str or not value or "\x00" in value:
-        raise Refused(what)
+        raise ValueError(what)
     try:
         size = len(value.encode())
     except UnicodeEncodeError:
-        raise Refused(what) from None
+        raise ValueError(what) from None
     if size > _POSTGRES_NAME_BYTES:
-        raise Refused(what)
+        raise ValueError(what)
     return value
 
 
@@ -170,41 +66,8 @@ def _engine_options(value: Any) -> Mapping[str, Any] | None:
     if not isinstance(value, Mapping) or not all(
         isinstance(value.get(name, {}), Mapping) for name in ("connect_args", "execution_options")
     ):
-        raise Refused(what)
+        raise ValueError(what)
     return value
-
-
-# -- reading URL text ------------------------------------------------------------------------------
-
-
-def _read_bool(text: str) -> bool:
-    if text.lower() in _TRUE:
-        return True
-    if text.lower() in _FALSE:
-        return False
-    raise Refused(f"true or false (also {'/'.join(_TRUE[1:])} or {'/'.join(_FALSE[1:])})")
-
-
-def _read_number(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise Refused("a number") from None
-
-
-def _read_optional_number(text: str) -> float | None:
-    return None if text.lower() == "none" else _read_number(text)
-
-
-def _read_int(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise Refused("a whole number") from None
-
-
-def _text(text: str) -> str:
-    return text
 
 
 # -- the options of each backend -------------------------------------------------------------------
@@ -240,97 +103,36 @@ class PostgresOptions(_CommonOptions, total=False):
 
 
 _COMMON = (
-    Option("ttl", None, _ttl, _read_optional_number),
-    Option("migrate", True, _boolean, _read_bool),
-    Option("engine_options", None, _engine_options),
+    StorageOption.delay("ttl", None),
+    StorageOption.flag("migrate", True),
+    StorageOption("engine_options", None, _engine_options),
 )
 
-SQLITE_OPTIONS: dict[str, Option] = {
+SQLITE_OPTIONS: dict[str, StorageOption] = {
     option.name: option
     for option in (
         *_COMMON,
-        Option("busy_timeout", 5.0, _seconds(minimum=0, inclusive=True), _read_number),
-        Option("synchronous", "NORMAL", _synchronous, _text),
-        Option("create_dirs", False, _boolean, _read_bool),
-        Option("read_only", False, _boolean, _read_bool),
+        StorageOption.seconds("busy_timeout", 5.0),
+        StorageOption("synchronous", "NORMAL", _synchronous, str),
+        StorageOption.flag("create_dirs", False),
+        StorageOption.flag("read_only", False),
     )
 }
 """SqliteSessionStorage's options, by name."""
 
-POSTGRES_OPTIONS: dict[str, Option] = {
+POSTGRES_OPTIONS: dict[str, StorageOption] = {
     option.name: option
     for option in (
         *_COMMON,
-        Option("schema", None, _schema, _text),
-        Option("pool_size", 5, _count(1), _read_int),
-        Option("max_overflow", 10, _count(0), _read_int),
-        Option("pool_timeout", 30.0, _seconds(minimum=0, inclusive=True), _read_number),
-        Option("pool_recycle", -1, _seconds(minimum=0, inclusive=True, never=-1), _read_number),
-        Option("pool_pre_ping", False, _boolean, _read_bool),
-        Option("connect_timeout", 10.0, _seconds(minimum=0, inclusive=False), _read_number),
-        Option(
-            "command_timeout",
-            30.0,
-            _seconds(minimum=0, inclusive=False, none=True),
-            _read_optional_number,
-        ),
-        Option("prepared_statements", True, _boolean, _read_bool),
+        StorageOption("schema", None, _schema, str),
+        StorageOption.count("pool_size", 5, minimum=1),
+        StorageOption.count("max_overflow", 10, minimum=0),
+        StorageOption.seconds("pool_timeout", 30.0),
+        StorageOption.seconds("pool_recycle", -1, never=-1),
+        StorageOption.flag("pool_pre_ping", False),
+        StorageOption.seconds("connect_timeout", 10.0, inclusive=False),
+        StorageOption.seconds("command_timeout", 30.0, inclusive=False, none=True),
+        StorageOption.flag("prepared_statements", True),
     )
 }
 """PostgresSessionStorage's options, by name."""
-
-
-def resolve(
-    options: Mapping[str, Option],
-    keywords: Mapping[str, Any],
-    query: Mapping[str, str | tuple[str, ...]],
-    url: str,
-    connection: Sequence[str] = (),
-) -> dict[str, Any]:
-    """Every option's value: from ``keywords``, else from the URL's ``query``, else its default.
-
-    ``url`` is the URL as messages show it; ``connection``, what else its query may give (the
-    driver's parameters, taken out of ``query`` already). Raises StorageError for an unknown
-    name, an option given twice (in the query, or both there and as a keyword) and a value an
-    option refuses.
-    """
-    known = ", ".join(options)
-    for name in keywords:
-        if name not in options:
-            raise StorageError(
-                f"Unknown option {quote_id(name)} for {url}; the options are: {known}"
-            )
-    values: dict[str, Any] = {}
-    for name, text in query.items():
-        option = options.get(name)
-        if option is None or option.parse is None:
-            known = ", ".join(o.name for o in options.values() if o.parse)
-            if connection:
-                known += f", and for the connection: {', '.join(connection)}"
-            raise StorageError(
-                f"Unknown option {quote_id(name)} in the query of {url}; the options a URL may "
-                f"give are: {known}"
-            )
-        if not isinstance(text, str):
-            raise StorageError(f"{url} gives the option {name!r} {len(text)} times; give it once")
-        if name in keywords:
-            raise StorageError(
-                f"The option {name!r} is given both in the query of {url} and as a keyword "
-                "argument; give it once"
-            )
-        try:
-            values[name] = option.check(option.parse(text))
-        except Refused as exc:
-            raise StorageError(
-                f"{url}: {name}={quote_id(text)} in the query is not {exc}"
-            ) from None
-    for name, value in keywords.items():
-        try:
-            values[name] = options[name].check(value)
-        except Refused as exc:
-            raise StorageError(
-                f"The option {name}={quote_id(value)} for {url} is not {exc}"
-            ) from None
-    for name, option in options.items():
-        values.setdefault(name, option.default)
-    return values

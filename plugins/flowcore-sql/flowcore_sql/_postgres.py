@@ -11,25 +11,23 @@ double a step; this way a step costs little more than the two round trips it nee
 from __future__ import annotations
 
 import asyncio
-import collections
-import contextlib
-import time
 import uuid
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import asyncpg
 import sqlalchemy as sa
 from asyncpg import exceptions as pg
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.sql import Executable
 
-from flowcore import StorageError
+from flowcore import StorageError, resolve_storage_options
 from flowcore_sql._compiled import CompiledStatement
+from flowcore_sql._leases import Leases
 from flowcore_sql._migrate import LATEST_VERSION, apply_migrations, schema_version
-from flowcore_sql._options import POSTGRES_OPTIONS, resolve
+from flowcore_sql._options import POSTGRES_OPTIONS
 from flowcore_sql._statements import STATEMENTS
 from flowcore_sql._storage import Row, SqlSessionStorage, root_error
 from flowcore_sql._urls import postgres_url
@@ -71,6 +69,8 @@ class PostgresSessionStorage(SqlSessionStorage):
 
     _nul_in_text: ClassVar[bool] = False
 
+    _dialect: ClassVar[str] = "postgresql"
+
     _driver_errors: ClassVar[tuple[type[BaseException], ...]] = (
         SQLAlchemyError,
         asyncpg.PostgresError,
@@ -83,8 +83,8 @@ class PostgresSessionStorage(SqlSessionStorage):
 
     def __init__(self, url: str, **options: Unpack[PostgresOptions]) -> None:
         address = postgres_url(url)
-        values = resolve(
-            POSTGRES_OPTIONS, options, address.options, address.shown, address.connection
+        values = resolve_storage_options(
+            POSTGRES_OPTIONS, options, address.options, address.shown, connection=address.connection
         )
         super().__init__(address.shown, ttl=values["ttl"], migrate=values["migrate"])
         engine_url = address.engine_url
@@ -98,9 +98,6 @@ class PostgresSessionStorage(SqlSessionStorage):
         prepared_statements: bool = values["prepared_statements"]
         self._engine_url = engine_url
         self._schema = schema
-        self._pool_size = pool_size
-        self._max_overflow = max_overflow
-        self._pool_recycle = pool_recycle
         self._connect_timeout = connect_timeout
         self._prepared_statements = prepared_statements
         self._command_timeout = command_timeout
@@ -112,7 +109,7 @@ class PostgresSessionStorage(SqlSessionStorage):
             server_settings["statement_timeout"] = str(max(1, round(command_timeout * 1000)))
         # The client-side watchdog catches what the server cannot report: a server that no
         # longer answers at all. With the server's own timeout it leaves it time to act first.
-        self._watch_limit = (
+        watch_limit = (
             None
             if command_timeout is None
             else command_timeout * (2 if "statement_timeout" in server_settings else 1)
@@ -144,13 +141,14 @@ class PostgresSessionStorage(SqlSessionStorage):
         }
         self._engine: AsyncEngine | None = None
         self._statements: dict[int, CompiledStatement] = {}
-        self._pool_timeout = pool_timeout
-        self._capacity = pool_size + max_overflow
-        self._idle: list[_Lease] = []  # connections leased from the pool, free for a statement
-        self._leased = 0  # connections leased from the pool, idle or in use
-        self._waiters: collections.deque[asyncio.Future[_Lease | None]] = collections.deque()
-        self._busy: set[_Lease] = set()  # running a statement, watched for command_timeout
-        self._watchdog: asyncio.TimerHandle | None = None
+        self._leases = Leases(
+            pool_size=pool_size,
+            max_overflow=max_overflow,
+            pool_timeout=pool_timeout,
+            pool_recycle=pool_recycle,
+            command_timeout=command_timeout,
+            watch_limit=watch_limit,
+        )
 
     @classmethod
     async def connect(cls, url: str, **options: Unpack[PostgresOptions]) -> PostgresSessionStorage:
@@ -170,14 +168,6 @@ class PostgresSessionStorage(SqlSessionStorage):
         """The SQLAlchemy engine, once connected (None before)."""
         return self._engine
 
-    @property
-    def _insert(self) -> Executable:
-        return STATEMENTS["postgresql"].insert
-
-    @property
-    def _listings(self) -> Mapping[tuple[bool, bool], Executable]:
-        return STATEMENTS["postgresql"].listings
-
     # -- connecting --------------------------------------------------------------------------------
 
     async def _open(self) -> None:
@@ -193,38 +183,26 @@ class PostgresSessionStorage(SqlSessionStorage):
         )
         self._statements = {
             id(statement): CompiledStatement(statement, engine.dialect, translate)
-            for statement in STATEMENTS["postgresql"].all
+            for statement in STATEMENTS[self._dialect].all
         }
         self._engine = engine
-        if self._watch_limit is not None:
-            self._watch()
         try:
-            await self._release(await self._acquire())  # fail now if it cannot connect
+            await self._leases.open(engine)  # fails now if it cannot connect
         except BaseException:
             self._engine = None
-            self._stop_watching()
             await engine.dispose()
             raise
 
-    def _stop_watching(self) -> None:
-        if self._watchdog is not None:
-            self._watchdog.cancel()
-            self._watchdog = None
-
     async def _close(self) -> None:
-        self._stop_watching()
-        idle, self._idle = self._idle, []
-        for lease in idle:
-            with contextlib.suppress(Exception):
-                await lease.connection.close()
+        await self._leases.close()
         assert self._engine is not None
         await self._engine.dispose()
 
     async def _apply_migrations(self) -> list[int]:
-        lease = await self._acquire()
+        leases = self._leases
+        lease = await leases.acquire()
         connection = lease.connection  # SQLAlchemy's connection over the same asyncpg one
-        lease.busy_since = time.monotonic()
-        self._busy.add(lease)
+        leases.busy(lease)
         try:
             version = await connection.run_sync(schema_version, self._schema)
             await connection.rollback()
@@ -238,209 +216,30 @@ class PostgresSessionStorage(SqlSessionStorage):
                     await connection.execute(lock)
                     applied = await connection.run_sync(apply_migrations, self._schema)
         except BaseException as exc:
-            await self._failed(lease)
-            if lease.timed_out:
-                raise self._timeout() from exc
+            await leases.failed(lease, exc)
             raise
-        self._busy.discard(lease)
-        await self._release(lease)
+        leases.done(lease)
+        await leases.release(lease)
         return applied
 
-    # -- connections -------------------------------------------------------------------------------
-    # The storage leases connections from SQLAlchemy's pool and keeps the idle ones (up to
-    # pool_size) between statements, which spares a pool checkout per statement. It never holds
-    # more than pool_size + max_overflow, so it never waits on SQLAlchemy's pool: a statement that
-    # finds none free waits here, for the next one released, up to pool_timeout.
-
-    async def _acquire(self, closed: _Lease | None = None) -> _Lease:
-        """A connection for one statement: an idle one, a new one, or the next one released.
-
-        ``closed``: an idle connection just found closed, to drop first.
-        """
-        if closed is not None:
-            await self._discard(closed)
-        idle = self._idle
-        while idle:
-            lease = idle.pop()
-            if not lease.driver.is_closed():
-                return lease
-            # A server restart closes every connection; asyncpg notices when it reads the
-            # server's goodbye, so a closed one is dropped here instead of failing a step.
-            await self._discard(lease)
-        if self._leased < self._capacity:
-            self._leased += 1
-            return await self._lease()
-        return await self._wait()
-
-    async def _lease(self) -> _Lease:
-        """A connection from SQLAlchemy's pool, for a slot already counted in ``_leased``."""
-        assert self._engine is not None
-        try:
-            for _ in range(self._capacity + 1):  # skip the pool's connections a restart closed
-                connection = await self._engine.connect()
-                try:
-                    raw = await connection.get_raw_connection()
-                except BaseException:
-                    await connection.close()
-                    raise
-                driver = raw.driver_connection
-                if driver is None:
-                    await connection.close()
-                    raise ConnectionError("SQLAlchemy's pool gave a connection with no driver")
-                lease = _Lease(connection, driver)
-                if not lease.driver.is_closed():
-                    return lease
-                await _invalidate(lease)
-            raise ConnectionError("every connection in the pool was closed")
-        except BaseException:
-            self._free_slot()
-            raise
-
-    async def _wait(self) -> _Lease:
-        waiter: asyncio.Future[_Lease | None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
-        try:
-            lease = await asyncio.wait_for(waiter, self._pool_timeout)
-        except BaseException as exc:
-            if waiter.done() and not waiter.cancelled():  # handed over just as time ran out
-                handed = waiter.result()
-                if handed is None:
-                    self._free_slot()
-                else:
-                    await self._release(handed)
-            else:
-                with contextlib.suppress(ValueError):
-                    self._waiters.remove(waiter)
-            if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
-                raise PoolTimeout(
-                    f"no connection was free within pool_timeout ({self._pool_timeout:g}s)"
-                ) from None
-            raise
-        if lease is None:  # a slot, freed by a connection that broke: connect anew
-            return await self._lease()
-        return lease
-
-    def _hand_over(self, lease: _Lease | None) -> bool:
-        """Give ``lease`` (or a free slot, None) to the first waiter, if any."""
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(lease)
-                return True
-        return False
-
-    def _free_slot(self) -> None:
-        if not self._hand_over(None):
-            self._leased -= 1
-
-    async def _release(self, lease: _Lease) -> None:
-        if self._hand_over(lease):
-            return
-        if (
-            not self._closed
-            and len(self._idle) < self._pool_size
-            and not (0 <= self._pool_recycle < time.monotonic() - lease.since)
-        ):
-            self._idle.append(lease)
-            return
-        self._free_slot()
-        with contextlib.suppress(Exception):
-            await lease.connection.close()  # back to SQLAlchemy's pool, which may close it
-
-    async def _discard(self, lease: _Lease) -> None:
-        self._free_slot()
-        await _invalidate(lease)
-
-    async def _failed(self, lease: _Lease) -> None:
-        self._busy.discard(lease)
-        lost = lease.driver.is_closed()
-        await self._discard(lease)
-        if lost:  # the server went away: the idle connections went with it
-            idle, self._idle = self._idle, []
-            for other in idle:
-                await self._discard(other)
-
-    # -- statements --------------------------------------------------------------------------------
+    # -- statements (compiled once, sent straight to asyncpg) --------------------------------------
 
     async def _first(self, statement: Executable, params: Mapping[str, Any]) -> Row | None:
-        row: Row | None = await self._call(statement, params, "row")
+        prepared = self._statements[id(statement)]
+        row: Row | None = prepared.row(
+            await self._leases.run(prepared.sql, prepared.args(params), "row")
+        )
         return row
 
     async def _all(self, statement: Executable, params: Mapping[str, Any]) -> list[Row]:
-        rows: list[Row] = await self._call(statement, params, "rows")
-        return rows
+        prepared = self._statements[id(statement)]
+        rows = await self._leases.run(prepared.sql, prepared.args(params), "rows")
+        return [prepared.row(row) for row in rows]
 
     async def _rowcount(self, statement: Executable, params: Mapping[str, Any]) -> int:
-        status: str = await self._call(statement, params, "status")
-        return int(status.rpartition(" ")[2])  # "UPDATE 1", "INSERT 0 1", "DELETE 3"
-
-    async def _call(
-        self,
-        statement: Executable,
-        params: Mapping[str, Any],
-        fetch: Literal["row", "rows", "status"],
-    ) -> Any:
-        """Run a compiled statement on an idle connection: fetch its first row, all its rows, or
-        its status."""
         prepared = self._statements[id(statement)]
-        args = prepared.args(params)
-        idle = self._idle
-        lease = idle.pop() if idle else None
-        if lease is None or lease.driver.is_closed():
-            lease = await self._acquire(lease)
-        lease.busy_since = time.monotonic()
-        self._busy.add(lease)
-        result: Any
-        try:
-            if fetch == "row":
-                result = await lease.driver.fetchrow(prepared.sql, *args)
-            elif fetch == "rows":
-                result = await lease.driver.fetch(prepared.sql, *args)
-            else:
-                result = await lease.driver.execute(prepared.sql, *args)
-        except BaseException as exc:
-            await self._failed(lease)
-            if lease.timed_out:
-                raise self._timeout() from exc
-            raise
-        self._busy.discard(lease)
-        if fetch == "row":
-            result = prepared.row(result)
-        elif fetch == "rows":
-            result = [prepared.row(row) for row in result]
-        if (
-            idle is self._idle
-            and len(idle) < self._pool_size
-            and self._pool_recycle < 0
-            and not self._waiters
-            and not self._closed
-        ):
-            idle.append(lease)  # the usual case, without a coroutine call
-        else:
-            await self._release(lease)
-        return result
-
-    def _timeout(self) -> TimeoutError:
-        return TimeoutError(
-            f"the server did not answer within {self._watch_limit:g}s (command_timeout="
-            f"{self._command_timeout:g}s), so the connection was closed"
-        )
-
-    def _watch(self) -> None:
-        """Close the connections whose statement has gone unanswered for too long.
-
-        One timer per storage, rather than asyncpg's one per statement, which would cost a
-        step more than the check does.
-        """
-        limit = self._watch_limit
-        assert limit is not None
-        now = time.monotonic()
-        for lease in list(self._busy):
-            if now - lease.busy_since > limit and not lease.timed_out:
-                lease.timed_out = True
-                lease.driver.terminate()  # the statement fails at once; _call says why
-        interval = min(1.0, limit / 10)
-        self._watchdog = asyncio.get_running_loop().call_later(interval, self._watch)
+        status: str = await self._leases.run(prepared.sql, prepared.args(params), "status")
+        return int(status.rpartition(" ")[2])  # "UPDATE 1", "INSERT 0 1", "DELETE 3"
 
     # -- messages ----------------------------------------------------------------------------------
 
@@ -478,8 +277,8 @@ class PostgresSessionStorage(SqlSessionStorage):
         root = root_error(exc)
         if isinstance(exc, PoolTimeout):
             return (
-                f"All {self._capacity} connections (pool_size + max_overflow) stayed in use: "
-                "raise them, or pool_timeout"
+                f"All {self._leases.capacity} connections (pool_size + max_overflow) stayed in "
+                "use: raise them, or pool_timeout"
             )
         if isinstance(root, pg.QueryCanceledError) and self._command_timeout is not None:
             return (
@@ -505,28 +304,6 @@ class PostgresSessionStorage(SqlSessionStorage):
                 f"(connect_timeout={self._connect_timeout:g}s)"
             )
         return None
-
-
-class _Lease:
-    """A connection checked out of SQLAlchemy's pool, and the asyncpg connection under it."""
-
-    __slots__ = ("busy_since", "connection", "driver", "since", "timed_out")
-
-    def __init__(self, connection: AsyncConnection, driver: asyncpg.Connection) -> None:
-        self.connection = connection
-        self.driver = driver
-        self.since = time.monotonic()
-        self.busy_since = 0.0
-        self.timed_out = False
-
-
-async def _invalidate(lease: _Lease) -> None:
-    """Close a connection whose state is unknown, and tell SQLAlchemy's pool it is gone."""
-    lease.driver.terminate()  # at once
-    with contextlib.suppress(Exception):
-        await lease.connection.invalidate()
-    with contextlib.suppress(Exception):
-        await lease.connection.close()
 
 
 def _unique_statement_name() -> str:

@@ -42,10 +42,10 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.sql import Executable
 
-from flowcore import StorageError
+from flowcore import StorageError, resolve_storage_options
 from flowcore_sql._compiled import CompiledStatement
 from flowcore_sql._migrate import LATEST_VERSION, apply_migrations, schema_version
-from flowcore_sql._options import SQLITE_OPTIONS, resolve
+from flowcore_sql._options import SQLITE_OPTIONS
 from flowcore_sql._statements import STATEMENTS
 from flowcore_sql._storage import Row, SqlSessionStorage, root_error
 
@@ -84,6 +84,8 @@ class SqliteSessionStorage(SqlSessionStorage):
     ``open_storage("sqlite:///sessions.db?create_dirs=true&ttl=3600")``.
     """
 
+    _dialect: ClassVar[str] = "sqlite"
+
     _driver_errors: ClassVar[tuple[type[BaseException], ...]] = (
         SQLAlchemyError,
         sqlite3.Error,
@@ -92,7 +94,7 @@ class SqliteSessionStorage(SqlSessionStorage):
 
     def __init__(self, path: str | os.PathLike[str], **options: Unpack[SqliteOptions]) -> None:
         raw = _check_path(path)
-        values = resolve(SQLITE_OPTIONS, options, {}, f"sqlite:///{raw}")
+        values = resolve_storage_options(SQLITE_OPTIONS, options, {}, f"sqlite:///{raw}")
         read_only: bool = values["read_only"]
         if read_only and (raw == _MEMORY or values["create_dirs"]):
             reason = "a new in-memory database" if raw == _MEMORY else "create_dirs"
@@ -124,14 +126,6 @@ class SqliteSessionStorage(SqlSessionStorage):
     def path(self) -> str:
         """The database file (absolute), or ``":memory:"``."""
         return self._path
-
-    @property
-    def _insert(self) -> Executable:
-        return STATEMENTS["sqlite"].insert
-
-    @property
-    def _listings(self) -> Mapping[tuple[bool, bool], Executable]:
-        return STATEMENTS["sqlite"].listings
 
     # -- running on the storage's thread -----------------------------------------------------------
 
@@ -181,7 +175,7 @@ class SqliteSessionStorage(SqlSessionStorage):
         self._engine = engine
         self._statements = {
             id(statement): CompiledStatement(statement, engine.dialect)
-            for statement in STATEMENTS["sqlite"].all
+            for statement in STATEMENTS[self._dialect].all
         }
 
     def _prepare_directory(self) -> None:

@@ -36,6 +36,7 @@ from flowcore_sql._statements import (
     SELECT_STORED,
     SET_EXPIRY_AFTER,
     SET_EXPIRY_AT,
+    STATEMENTS,
     UPDATE,
 )
 
@@ -68,6 +69,9 @@ class SqlSessionStorage(SessionStorage):
     of the process that happens to run them.
     """
 
+    _dialect: ClassVar[str]
+    """The backend's SQLAlchemy dialect (``"sqlite"``, ``"postgresql"``): its statements."""
+
     _driver_errors: ClassVar[tuple[type[BaseException], ...]]
     """What a backend's driver raises, reported to the caller as StorageError."""
 
@@ -86,19 +90,24 @@ class SqlSessionStorage(SessionStorage):
         self._ready = False  # opened, and migrated when asked to
         self._closed = False
         self._start_lock = asyncio.Lock()
+        statements = STATEMENTS[self._dialect]
+        self._insert = statements.insert  # create-only, as the dialect writes it
+        self._listings = statements.listings  # by (after given, limit given)
 
     # -- construction ------------------------------------------------------------------------------
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> SqlSessionStorage:
-        """A backend for ``sqlite:///path`` or ``postgresql://...`` (the ``open_storage`` factory).
+        """A backend for ``sqlite:///path`` or ``postgresql://...``: what ``open_storage``
+        returns for these URLs (the plugin's ``open_sql``).
 
         ``options`` are the keyword arguments of the backend's class; the URL's query may give
         them too (``?ttl=3600``), but not both.
         """
-        from flowcore_sql._urls import storage_for_url
+        # Looked up when called: the plugin's entry module knows the backends, this base does not.
+        from flowcore_sql.plugin import open_sql
 
-        return storage_for_url(url, **options)
+        return open_sql(url, **options)
 
     @property
     def url(self) -> str:
@@ -309,17 +318,6 @@ class SqlSessionStorage(SessionStorage):
                 return deleted
 
     # -- what a backend supplies -------------------------------------------------------------------
-
-    @property
-    @abc.abstractmethod
-    def _insert(self) -> Executable:
-        """This dialect's create-only insert (``flowcore_sql._statements.INSERT``)."""
-
-    @property
-    @abc.abstractmethod
-    def _listings(self) -> Mapping[tuple[bool, bool], Executable]:
-        """This dialect's listings by ``(after given, limit given)``
-        (``flowcore_sql._statements.LISTINGS``)."""
 
     @abc.abstractmethod
     async def _open(self) -> None:

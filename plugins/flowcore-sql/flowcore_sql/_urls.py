@@ -7,7 +7,6 @@ Options may be given in the query (``?ttl=3600``); ``_options`` reads them.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import sqlalchemy as sa
@@ -15,14 +14,10 @@ from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.exc import ArgumentError
 
 from flowcore import StorageError, hide_password, quote_id
-from flowcore_sql._options import SQLITE_OPTIONS, resolve
 
-if TYPE_CHECKING:
-    from flowcore_sql._storage import SqlSessionStorage
+__all__ = ["EXAMPLES", "PostgresUrl", "backend_of", "postgres_url", "sqlite_url"]
 
-__all__ = ["PostgresUrl", "postgres_url", "sqlite_url", "storage_for_url"]
-
-_EXAMPLES = "e.g. sqlite:///sessions.db or postgresql://user:password@localhost:5432/app"
+EXAMPLES = "e.g. sqlite:///sessions.db or postgresql://user:password@localhost:5432/app"
 _SQLITE_DRIVERS = ("", "pysqlite", "aiosqlite")  # all the same file through sqlite3
 _SQLITE_MODES = {"ro": "true", "rwc": "false"}  # SQLite's own names: read only; read, write, create
 _SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
@@ -51,7 +46,7 @@ def _parse(url: str) -> sa.URL:
     if "[" in url or "]" in url:
         reason += "; write an IPv6 host in brackets, e.g. postgresql://user@[::1]:5432/app"
     raise StorageError(
-        f"'{hide_password(url)}' is not a database URL ({reason}); expected {_EXAMPLES}"
+        f"'{hide_password(url)}' is not a database URL ({reason}); expected {EXAMPLES}"
     )
 
 
@@ -60,23 +55,11 @@ def _split(parsed: sa.URL) -> tuple[str, str]:
     return backend.lower(), driver.lower()
 
 
-def storage_for_url(url: str, **options: Any) -> SqlSessionStorage:
-    """The backend for ``url``: SqliteSessionStorage or PostgresSessionStorage."""
-    from flowcore_sql._postgres import PostgresSessionStorage
-    from flowcore_sql._sqlite import SqliteSessionStorage
-
+def backend_of(url: str) -> str:
+    """The database a URL names, ``"sqlite"``, ``"postgresql"`` or another (without a driver),
+    checked only as far as to read it."""
     backend, _ = _split(_parse(url))
-    if backend == "sqlite":
-        path, query = sqlite_url(url)
-        return SqliteSessionStorage(
-            path, **resolve(SQLITE_OPTIONS, options, query, hide_password(url))
-        )
-    if backend in ("postgresql", "postgres"):
-        return PostgresSessionStorage(url, **options)
-    raise StorageError(
-        f"flowcore-sql stores sessions in SQLite or PostgreSQL, not '{backend}' (from "
-        f"'{hide_password(url)}'); use {_EXAMPLES}"
-    )
+    return backend
 
 
 def sqlite_url(url: str) -> tuple[str, dict[str, str | tuple[str, ...]]]:

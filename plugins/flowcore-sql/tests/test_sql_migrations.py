@@ -197,7 +197,7 @@ async def test_without_prepared_statements_steps_leave_none_on_the_server(
             await storage.save(session)
             await storage.save(session)
             assert await storage.get("s1") is not None
-            lease = storage._idle[0]  # the one connection the steps used
+            lease = storage._leases._idle[0]  # the one connection the steps used
             rows = await lease.driver.fetch("SELECT statement FROM pg_prepared_statements")
         return [row[0] for row in rows if "flowcore_sessions" in row[0]]
 
