@@ -370,7 +370,7 @@ async def run_step(
 ) -> ExecutionResult:
     """:func:`execute_session` for a session already found to be due to run (not completed,
     not waiting); ``version`` is the result's (what the session is saved as next)."""
-    step = StepRun(graph.id, graph._tasks, graph._routes, graph.max_steps, session, version)
+    step = StepRun(graph.id, graph._tasks, graph._out_edges, graph.max_steps, session, version)
     if observers is not None:
         return await _execute_observed(graph, session, step, observers, sink)
     # The kernel runs plain tasks inline (telling the sink, if any, of each task's start and

@@ -37,12 +37,12 @@ from flowcore._values import (
     wake_time,
 )
 
-__all__ = ["Route", "StepRun", "apply_result", "find_next_task", "not_a_result"]
+__all__ = ["OutEdges", "StepRun", "apply_result", "find_next_task", "not_a_result"]
 
 Predicate = Callable[[Context], bool]
-# Per source task: its conditional edges (predicate, yes_id) in the order added, and the first
-# plain edge (a conditional edge's "no" branch counts as a plain edge).
-Route = tuple[tuple[tuple[Predicate, str], ...], str | None]
+# The edges out of one task: its conditional edges (predicate, yes_id) in the order added, and
+# the first plain edge (a conditional edge's "no" branch counts as a plain edge).
+OutEdges = tuple[tuple[tuple[Predicate, str], ...], str | None]
 
 REASON_CONTINUE = "Task completed, continuing to next task"
 REASON_NO_EDGE = "No outgoing edge found from current task"
@@ -53,12 +53,12 @@ _COMPLETED: ExecutionStatus = ExecutionStatus.Completed
 _WAITING: ExecutionStatus = ExecutionStatus.WaitingForInput
 
 
-def find_next_task(routes: dict[str, Route], from_id: str, ctx: Context) -> str | None:
+def find_next_task(out_edges: dict[str, OutEdges], from_id: str, ctx: Context) -> str | None:
     """The task after ``from_id``: the first true conditional edge, else the first plain edge."""
-    route = routes.get(from_id)
-    if route is None:
+    edges = out_edges.get(from_id)
+    if edges is None:
         return None
-    for predicate, yes_id in route[0]:
+    for predicate, yes_id in edges[0]:
         try:
             taken = predicate(ctx)
         except Exception as exc:
@@ -68,7 +68,7 @@ def find_next_task(routes: dict[str, Route], from_id: str, ctx: Context) -> str 
             ) from exc
         if taken:
             return yes_id
-    return route[1]
+    return edges[1]
 
 
 def _leave(session: Session, task_id: str) -> None:
@@ -79,7 +79,7 @@ def _leave(session: Session, task_id: str) -> None:
 
 
 def apply_result(
-    routes: dict[str, Route],
+    out_edges: dict[str, OutEdges],
     tasks: dict[str, Any],
     session: Session,
     task_id: str,
@@ -94,7 +94,7 @@ def apply_result(
     action = result._next_action
     kind = action._kind
     if kind in (CONTINUE, CONTINUE_AND_EXECUTE, WAIT_UNTIL):
-        next_id = find_next_task(routes, task_id, session.context)
+        next_id = find_next_task(out_edges, task_id, session.context)
         if next_id is None:
             return paused(task_id, REASON_NO_EDGE)
         if next_id != task_id:  # an edge back to the same task is no change: no history
@@ -164,11 +164,11 @@ class StepRun:
         "ctx",
         "graph_id",
         "max_steps",
+        "out_edges",
         "pending",
         "ran",
         "records",
         "result",
-        "routes",
         "session",
         "sink",
         "task",
@@ -181,14 +181,14 @@ class StepRun:
         self,
         graph_id: str,
         tasks: dict[str, Any],
-        routes: dict[str, Route],
+        out_edges: dict[str, OutEdges],
         max_steps: int | None,
         session: Session,
         version: int | None = None,
     ) -> None:
         self.graph_id = graph_id
         self.tasks = tasks
-        self.routes = routes
+        self.out_edges = out_edges
         self.max_steps = max_steps
         self.session = session
         self.ctx = session.context
@@ -246,7 +246,7 @@ class StepRun:
                 raise not_a_result(self.task_id, result)
             record = task_record(self.task_id, result)
             self.records.append(record)
-            status = apply_result(self.routes, self.tasks, self.session, self.task_id, result)
+            status = apply_result(self.out_edges, self.tasks, self.session, self.task_id, result)
             if sink is not None:
                 sink.task_ended(record)
             if status is not None:
@@ -272,7 +272,7 @@ class StepRun:
             raise not_a_result(self.task_id, result)
         record = task_record(self.task_id, result)
         self.records.append(record)
-        status = apply_result(self.routes, self.tasks, self.session, self.task_id, result)
+        status = apply_result(self.out_edges, self.tasks, self.session, self.task_id, result)
         if self.sink is not None:
             self.sink.task_ended(record)
         if status is not None:
