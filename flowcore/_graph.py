@@ -7,11 +7,12 @@ from collections.abc import Callable
 from typing import Any
 
 from flowcore._context import Context
-from flowcore._engine import execute_session
+from flowcore._engine import held, run_step
 from flowcore._errors import GraphError, InvalidEdge, TaskNotFound
 from flowcore._fanout import FanOutTask
-from flowcore._kernel import OutEdges, Predicate, find_next_task
-from flowcore._migrations import Migration, check_graph_version
+from flowcore._kernel import OutEdges, Predicate, StepRun, find_next_task
+from flowcore._migrations import Migration, check_graph_version, check_owner, migrate
+from flowcore._observers import NO_OBSERVERS
 from flowcore._session import Session
 from flowcore._task import RetryPolicy, Task
 from flowcore._values import ExecutionResult
@@ -81,6 +82,7 @@ class Graph:
         self._start_task_id: str | None = None
         # Every edge as added: (from_id, to_id, predicate of a "yes" branch or None, is a "no").
         self._edges: list[tuple[str, str, Predicate | None, bool]] = []
+        # Per source task, its edges as the kernel reads them (rebuilt as edges are added).
         self._out_edges: dict[str, OutEdges] = {}
 
     # -- building -------------------------------------------------------------------------------
@@ -206,8 +208,34 @@ class Graph:
         return find_next_task(self._out_edges, from_id, ctx)
 
     async def execute_session(self, session: Session) -> ExecutionResult:
-        """Run one step of ``session`` (its current task and any ContinueAndExecute chain)."""
-        return await execute_session(self, session)
+        """Run one step of ``session`` (its current task and any ContinueAndExecute chain).
+
+        A completed session, or one waiting for a time still to come, runs nothing. The
+        result's ``version`` is left None: the session is not saved here. A session of another
+        graph, or of a graph version it cannot be brought to, raises GraphError; an older one
+        is migrated first.
+        """
+        check_owner(self, session)
+        if session.is_completed or session.wake_at is not None:
+            not_run = held(session)
+            if not_run is not None:
+                return not_run
+        if session.graph_version != self.version:
+            migrate(self, session)
+        return await run_step(self._start_step(session), NO_OBSERVERS, None)
+
+    def _start_step(self, session: Session, version: int | None = None) -> StepRun:
+        """A step of ``session`` (due to run, at this graph's version) on this graph's tasks
+        and edges, for the engine to run; ``version`` is what its result reports."""
+        return StepRun(
+            self.id,
+            self._tasks,
+            self._out_edges,
+            self.max_steps,
+            self.task_timeout,
+            session,
+            version,
+        )
 
     def to_mermaid(self) -> str:
         """The graph as a Mermaid flowchart; the start task is drawn as a stadium shape, and
