@@ -273,7 +273,25 @@ class ExecutionStatus:
         return (_status_singleton, (self._kind,))
 
 
-class Paused(ExecutionStatus):
+class _NextTaskStatus(ExecutionStatus):
+    """A status that names the task the next run starts with: Paused, Scheduled."""
+
+    __slots__ = ()
+
+    @property
+    def next_task_id(self) -> str:
+        """The task the next run starts with (once due, for a Scheduled session)."""
+        return self._first  # type: ignore[return-value]
+
+
+def _fill(status: ExecutionStatus, kind: int, next_task_id: str, second: Any) -> None:
+    """Set the fields of a status made with ``__new__`` from values the engine already checked."""
+    status._kind = kind
+    status._first = next_task_id
+    status._second = second
+
+
+class Paused(_NextTaskStatus):
     """``ExecutionStatus.Paused(next_task_id, reason)``: ``next_task_id`` runs on the next run."""
 
     __slots__ = ()
@@ -287,11 +305,6 @@ class Paused(ExecutionStatus):
         )
 
     @property
-    def next_task_id(self) -> str:
-        """The task the next run starts with."""
-        return self._first  # type: ignore[return-value]
-
-    @property
     def reason(self) -> str:
         """Why the step paused, e.g. ``"Task completed, continuing to next task"``."""
         return self._second  # type: ignore[no-any-return]
@@ -300,9 +313,7 @@ class Paused(ExecutionStatus):
 def paused(next_task_id: str, reason: str) -> Paused:
     """``Paused(next_task_id, reason)`` from values the engine already knows to be str."""
     status = Paused.__new__(Paused)
-    status._kind = PAUSED
-    status._first = next_task_id
-    status._second = reason
+    _fill(status, PAUSED, next_task_id, reason)
     return status
 
 
@@ -321,7 +332,7 @@ class Error(ExecutionStatus):
         return self._first  # type: ignore[return-value]
 
 
-class Scheduled(ExecutionStatus):
+class Scheduled(_NextTaskStatus):
     """``ExecutionStatus.Scheduled(next_task_id, wake_at)``: the session waits for a time;
     ``next_task_id`` runs on the first run at or after ``wake_at`` (an aware datetime)."""
 
@@ -336,11 +347,6 @@ class Scheduled(ExecutionStatus):
         )
 
     @property
-    def next_task_id(self) -> str:
-        """The task that runs once the session is due."""
-        return self._first  # type: ignore[return-value]
-
-    @property
     def wake_at(self) -> datetime:
         """When the session is due (an aware datetime, in UTC as the engine sets it)."""
         return self._second  # type: ignore[no-any-return]
@@ -349,9 +355,7 @@ class Scheduled(ExecutionStatus):
 def scheduled(next_task_id: str, wake_at: datetime) -> Scheduled:
     """``Scheduled(next_task_id, wake_at)`` from values the engine already checked."""
     status = Scheduled.__new__(Scheduled)
-    status._kind = SCHEDULED
-    status._first = next_task_id
-    status._second = wake_at
+    _fill(status, SCHEDULED, next_task_id, wake_at)
     return status
 
 
