@@ -19,8 +19,6 @@ cdef class ExecutionStatus:
 cdef class _NextTaskStatus(ExecutionStatus):
     pass
 
-cdef void _fill(ExecutionStatus status, int kind, str next_task_id, object second) noexcept
-
 cdef class Paused(_NextTaskStatus):
     pass
 

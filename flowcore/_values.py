@@ -284,13 +284,6 @@ class _NextTaskStatus(ExecutionStatus):
         return self._first  # type: ignore[return-value]
 
 
-def _fill(status: ExecutionStatus, kind: int, next_task_id: str, second: Any) -> None:
-    """Set the fields of a status made with ``__new__`` from values the engine already checked."""
-    status._kind = kind
-    status._first = next_task_id
-    status._second = second
-
-
 class Paused(_NextTaskStatus):
     """``ExecutionStatus.Paused(next_task_id, reason)``: ``next_task_id`` runs on the next run."""
 
@@ -313,7 +306,9 @@ class Paused(_NextTaskStatus):
 def paused(next_task_id: str, reason: str) -> Paused:
     """``Paused(next_task_id, reason)`` from values the engine already knows to be str."""
     status = Paused.__new__(Paused)
-    _fill(status, PAUSED, next_task_id, reason)
+    status._kind = PAUSED
+    status._first = next_task_id
+    status._second = reason
     return status
 
 
@@ -355,7 +350,9 @@ class Scheduled(_NextTaskStatus):
 def scheduled(next_task_id: str, wake_at: datetime) -> Scheduled:
     """``Scheduled(next_task_id, wake_at)`` from values the engine already checked."""
     status = Scheduled.__new__(Scheduled)
-    _fill(status, SCHEDULED, next_task_id, wake_at)
+    status._kind = SCHEDULED
+    status._first = next_task_id
+    status._second = wake_at
     return status
 
 
