@@ -5,16 +5,16 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable
 
+from flowcore import _engine
 from flowcore._context import Context
-from flowcore._engine import run_child_task
 from flowcore._errors import TaskExecutionFailed, quote_id
-from flowcore._task import Task
+from flowcore._task import ChildRunner, ParentTask, Task
 from flowcore._values import NextAction, TaskResult
 
 __all__ = ["FanOutTask"]
 
 
-class FanOutTask(Task):
+class FanOutTask(ParentTask):
     """Run ``children`` on the session's own context, then go on with ``next_action``.
 
     Async children run concurrently, plain ``def`` children one after another. For each child
@@ -59,10 +59,15 @@ class FanOutTask(Task):
         self.timeout = timeout
 
     async def run(self, ctx: Context) -> TaskResult:
+        return await self._run_children(ctx, _engine.run_child)
+
+    async def _run_children(self, ctx: Context, run_child: ChildRunner) -> TaskResult:
+        """Run each child with ``run_child`` (the engine's, which tracers may see), then write
+        what they returned into ``ctx``."""
         # Each child runs in its own asyncio Task: plain def children finish in their first
         # slice, in order; async ones then proceed together.
         outcomes = await asyncio.gather(
-            *(run_child_task(child, ctx) for child in self.children),
+            *(run_child(child, ctx) for child in self.children),
             return_exceptions=True,
         )
         for child, outcome in zip(self.children, outcomes, strict=True):

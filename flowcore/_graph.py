@@ -7,11 +7,12 @@ from collections.abc import Callable
 from typing import Any
 
 from flowcore._context import Context
-from flowcore._engine import execute_session
+from flowcore._engine import held, run_step
 from flowcore._errors import GraphError, InvalidEdge, TaskNotFound
 from flowcore._fanout import FanOutTask
-from flowcore._kernel import Predicate, Route, find_next_task
-from flowcore._migrations import Migration, check_graph_version
+from flowcore._kernel import OutEdges, Predicate, StepRun, find_next_task
+from flowcore._migrations import Migration, check_graph_version, check_owner, migrate
+from flowcore._observers import NO_OBSERVERS
 from flowcore._session import Session
 from flowcore._task import RetryPolicy, Task
 from flowcore._values import ExecutionResult
@@ -81,7 +82,8 @@ class Graph:
         self._start_task_id: str | None = None
         # Every edge as added: (from_id, to_id, predicate of a "yes" branch or None, is a "no").
         self._edges: list[tuple[str, str, Predicate | None, bool]] = []
-        self._routes: dict[str, Route] = {}
+        # Per source task, its edges as the kernel reads them (rebuilt as edges are added).
+        self._out_edges: dict[str, OutEdges] = {}
 
     # -- building -------------------------------------------------------------------------------
 
@@ -97,7 +99,7 @@ class Graph:
         """After ``from_id``, go to ``to_id`` (unless a conditional edge from it is taken)."""
         _check_id(from_id, "add_edge from_id")
         self._edges.append((from_id, _check_id(to_id, "add_edge to_id"), None, False))
-        self._reroute(from_id)
+        self._index_edges_from(from_id)
         return self
 
     def add_conditional_edge(
@@ -117,7 +119,7 @@ class Graph:
         no = _check_id(no_id, "add_conditional_edge no_id")
         self._edges.append((from_id, yes, predicate, False))
         self._edges.append((from_id, no, None, True))
-        self._reroute(from_id)
+        self._index_edges_from(from_id)
         return self
 
     def set_start_task(self, task_id: str) -> Graph:
@@ -158,7 +160,7 @@ class Graph:
         """The migration registered from ``from_version`` to the next version, or None."""
         return self._migrations.get(from_version)
 
-    def _reroute(self, from_id: str) -> None:
+    def _index_edges_from(self, from_id: str) -> None:
         conditional: list[tuple[Predicate, str]] = []
         first_plain: str | None = None
         for source, target, predicate, _ in self._edges:
@@ -168,7 +170,7 @@ class Graph:
                 conditional.append((predicate, target))
             elif first_plain is None:
                 first_plain = target
-        self._routes[from_id] = (tuple(conditional), first_plain)
+        self._out_edges[from_id] = (tuple(conditional), first_plain)
 
     # -- reading --------------------------------------------------------------------------------
 
@@ -203,11 +205,37 @@ class Graph:
 
     def find_next_task(self, from_id: str, ctx: Context) -> str | None:
         """The id of the task after ``from_id`` on ``ctx``, or None when no edge applies."""
-        return find_next_task(self._routes, from_id, ctx)
+        return find_next_task(self._out_edges, from_id, ctx)
 
     async def execute_session(self, session: Session) -> ExecutionResult:
-        """Run one step of ``session`` (its current task and any ContinueAndExecute chain)."""
-        return await execute_session(self, session)
+        """Run one step of ``session`` (its current task and any ContinueAndExecute chain).
+
+        A completed session, or one waiting for a time still to come, runs nothing. The
+        result's ``version`` is left None: the session is not saved here. A session of another
+        graph, or of a graph version it cannot be brought to, raises GraphError; an older one
+        is migrated first.
+        """
+        check_owner(self, session)
+        if session.is_completed or session.wake_at is not None:
+            not_run = held(session)
+            if not_run is not None:
+                return not_run
+        if session.graph_version != self.version:
+            migrate(self, session)
+        return await run_step(self._start_step(session), NO_OBSERVERS, None)
+
+    def _start_step(self, session: Session, version: int | None = None) -> StepRun:
+        """A step of ``session`` (due to run, at this graph's version) on this graph's tasks
+        and edges, for the engine to run; ``version`` is what its result reports."""
+        return StepRun(
+            self.id,
+            self._tasks,
+            self._out_edges,
+            self.max_steps,
+            self.task_timeout,
+            session,
+            version,
+        )
 
     def to_mermaid(self) -> str:
         """The graph as a Mermaid flowchart; the start task is drawn as a stadium shape, and
@@ -336,7 +364,7 @@ class GraphBuilder:
         graph._migrations = dict(source._migrations)
         graph._edges = list(source._edges)
         for from_id in {edge[0] for edge in source._edges}:
-            graph._reroute(from_id)
+            graph._index_edges_from(from_id)
         if self._start_task_id is not None:
             graph.set_start_task(self._start_task_id)
         return graph

@@ -37,12 +37,20 @@ from flowcore._values import (
     wake_time,
 )
 
-__all__ = ["Route", "StepRun", "apply_result", "find_next_task", "not_a_result"]
+__all__ = [
+    "OutEdges",
+    "StepRun",
+    "apply_result",
+    "call_task",
+    "find_next_task",
+    "not_a_result",
+    "raise_task_failure",
+]
 
 Predicate = Callable[[Context], bool]
-# Per source task: its conditional edges (predicate, yes_id) in the order added, and the first
-# plain edge (a conditional edge's "no" branch counts as a plain edge).
-Route = tuple[tuple[tuple[Predicate, str], ...], str | None]
+# The edges out of one task: its conditional edges (predicate, yes_id) in the order added, and
+# the first plain edge (a conditional edge's "no" branch counts as a plain edge).
+OutEdges = tuple[tuple[tuple[Predicate, str], ...], str | None]
 
 REASON_CONTINUE = "Task completed, continuing to next task"
 REASON_NO_EDGE = "No outgoing edge found from current task"
@@ -53,12 +61,12 @@ _COMPLETED: ExecutionStatus = ExecutionStatus.Completed
 _WAITING: ExecutionStatus = ExecutionStatus.WaitingForInput
 
 
-def find_next_task(routes: dict[str, Route], from_id: str, ctx: Context) -> str | None:
+def find_next_task(out_edges: dict[str, OutEdges], from_id: str, ctx: Context) -> str | None:
     """The task after ``from_id``: the first true conditional edge, else the first plain edge."""
-    route = routes.get(from_id)
-    if route is None:
+    edges = out_edges.get(from_id)
+    if edges is None:
         return None
-    for predicate, yes_id in route[0]:
+    for predicate, yes_id in edges[0]:
         try:
             taken = predicate(ctx)
         except Exception as exc:
@@ -68,7 +76,7 @@ def find_next_task(routes: dict[str, Route], from_id: str, ctx: Context) -> str 
             ) from exc
         if taken:
             return yes_id
-    return route[1]
+    return edges[1]
 
 
 def _leave(session: Session, task_id: str) -> None:
@@ -79,7 +87,7 @@ def _leave(session: Session, task_id: str) -> None:
 
 
 def apply_result(
-    routes: dict[str, Route],
+    out_edges: dict[str, OutEdges],
     tasks: dict[str, Any],
     session: Session,
     task_id: str,
@@ -94,7 +102,7 @@ def apply_result(
     action = result._next_action
     kind = action._kind
     if kind in (CONTINUE, CONTINUE_AND_EXECUTE, WAIT_UNTIL):
-        next_id = find_next_task(routes, task_id, session.context)
+        next_id = find_next_task(out_edges, task_id, session.context)
         if next_id is None:
             return paused(task_id, REASON_NO_EDGE)
         if next_id != task_id:  # an edge back to the same task is no change: no history
@@ -133,6 +141,15 @@ def apply_result(
     raise AssertionError(f"unknown NextAction kind {kind}")  # pragma: no cover
 
 
+def call_task(run: Callable[[Context], object], task_id: str, ctx: Context) -> object:
+    """``run(ctx)`` (a task's run, or what runs in its place), an exception raised as the
+    failure of task ``task_id``: the one place a task is called."""
+    try:
+        return run(ctx)
+    except Exception as exc:
+        raise_task_failure(task_id, exc)
+
+
 def raise_task_failure(task_id: str, exc: Exception) -> NoReturn:
     """Raise ``exc`` as the failure of task ``task_id``: wrapped in TaskExecutionFailed, or as
     it is when it already is that task's failure (a FanOutTask names its failed child so)."""
@@ -153,26 +170,30 @@ def not_a_result(task_id: str, value: object) -> TaskExecutionFailed:
 class StepRun:
     """One step in progress: the tasks it runs inline, and where the engine must take over.
 
-    :meth:`run_inline` calls plain tasks one after another and applies their results, the way
-    a ContinueAndExecute chain runs, until the step ends (it returns the status) or a task
-    needs the event loop: an async task's awaitable is left in ``pending``; a task with its own
-    timeout or retry policy is left for the engine's full path (``pending`` None). The engine
-    then hands the task's result to :meth:`finish` and calls :meth:`run_inline` again.
+    A graph starts it (``Graph._start_step``). :meth:`run_inline` calls plain tasks one after
+    another and applies their results, the way a ContinueAndExecute chain runs, until the step
+    ends (it returns the status) or a task needs the event loop: an async task's awaitable is
+    left in ``pending``; a task with its own timeout or retry policy, or any task while
+    ``inline`` is off (tracers or error handlers must see it), is left for the engine's full path
+    (``pending`` None). The engine then hands the task's result to :meth:`finish` and calls
+    :meth:`run_inline` again.
     """
 
     __slots__ = (
         "ctx",
         "graph_id",
+        "inline",
         "max_steps",
+        "out_edges",
         "pending",
         "ran",
         "records",
-        "result",
-        "routes",
+        "response",
         "session",
         "sink",
         "task",
         "task_id",
+        "task_timeout",
         "tasks",
         "version",
     )
@@ -181,25 +202,28 @@ class StepRun:
         self,
         graph_id: str,
         tasks: dict[str, Any],
-        routes: dict[str, Route],
+        out_edges: dict[str, OutEdges],
         max_steps: int | None,
+        task_timeout: float | None,
         session: Session,
         version: int | None = None,
     ) -> None:
         self.graph_id = graph_id
         self.tasks = tasks
-        self.routes = routes
+        self.out_edges = out_edges
         self.max_steps = max_steps
+        self.task_timeout = task_timeout  # the graph's, for a task without a timeout of its own
         self.session = session
         self.ctx = session.context
         self.ran = 0
         self.task: Any = None
         self.task_id = ""
         self.pending: Any = None
-        self.result: TaskResult | None = None
+        self.response: str | None = None  # of the task that ended the step
         self.records: list[TaskRecord] = []  # one per task applied, in order
         self.sink: Any = None  # told of each task's start and end (FlowRunner.stream), or None
         self.version = version  # the version the result reports (None: not saved by a runner)
+        self.inline = True  # False: every task is left to the engine
 
     def begin(self) -> Any:
         """The session's current task, counted against ``max_steps``."""
@@ -232,26 +256,39 @@ class StepRun:
             task = self.begin()
             if sink is not None:
                 sink.task_started(self.task_id)
-            if task.retry is not None or task.timeout is not None:
+            if not self.inline or task.retry is not None or task.timeout is not None:
                 self.pending = None
                 return None
-            try:
-                result = task.run(ctx)
-            except Exception as exc:
-                raise_task_failure(self.task_id, exc)
-            if not isinstance(result, TaskResult):
-                if isawaitable(result):
-                    self.pending = result
-                    return None
-                raise not_a_result(self.task_id, result)
-            record = task_record(self.task_id, result)
-            self.records.append(record)
-            status = apply_result(self.routes, self.tasks, self.session, self.task_id, result)
-            if sink is not None:
-                sink.task_ended(record)
+            result = call_task(task.run, self.task_id, ctx)
+            if not isinstance(result, TaskResult) and isawaitable(result):
+                self.pending = result
+                return None
+            status = self.finish(result)
             if status is not None:
-                self.result = result
                 return status
+
+    def finish(self, result: object) -> ExecutionStatus | None:
+        """Apply the result of the current task; the step's status, or None to go on."""
+        if not isinstance(result, TaskResult):
+            raise not_a_result(self.task_id, result)
+        record = task_record(self.task_id, result)
+        self.records.append(record)
+        status = apply_result(self.out_edges, self.tasks, self.session, self.task_id, result)
+        if self.sink is not None:
+            self.sink.task_ended(record)
+        if status is not None:
+            self.response = result.response
+        return status
+
+    def report(self, message: str) -> ExecutionResult:
+        """End the step on the current task's failure, which an error handler reported: the
+        task stays current, ``message`` is the session's status message and the step's Error."""
+        self.session.status_message = message
+        record = TaskRecord(self.task_id, None, message, None)
+        self.records.append(record)
+        if self.sink is not None:
+            self.sink.task_ended(record)
+        return self.outcome(None, ExecutionStatus.Error(message))
 
     def outcome(self, response: str | None, status: ExecutionStatus) -> ExecutionResult:
         """The step's result: ``response`` and ``status``, and the story of the step."""
@@ -265,16 +302,3 @@ class StepRun:
             tuple(self.records),
             False,
         )
-
-    def finish(self, result: object) -> ExecutionStatus | None:
-        """Apply the result of the task the engine ran; the step's status, or None to go on."""
-        if not isinstance(result, TaskResult):
-            raise not_a_result(self.task_id, result)
-        record = task_record(self.task_id, result)
-        self.records.append(record)
-        status = apply_result(self.routes, self.tasks, self.session, self.task_id, result)
-        if self.sink is not None:
-            self.sink.task_ended(record)
-        if status is not None:
-            self.result = result
-        return status

@@ -13,7 +13,7 @@ from flowcore._handlers import Handler, applies, check_handler
 from flowcore._task import Task
 from flowcore._tracing import tracer_methods
 
-__all__ = ["Observers"]
+__all__ = ["NO_OBSERVERS", "Observers"]
 
 _Methods = tuple[Callable[[Any], object], ...]
 
@@ -21,19 +21,19 @@ _Methods = tuple[Callable[[Any], object], ...]
 class Observers:
     """Per event, the tracer methods to call; the error handlers, in the order they are asked.
 
-    ``step`` is this object when any task-level tracer or any handler is present, else None:
-    the engine runs tasks on its plain path when it gets None.
+    ``traces_tasks``: some tracer listens to a task-level event. ``observes_tasks``: that, or
+    some error handler is present; else the engine runs every task on its plain path.
     """
 
     __slots__ = (
         "_by_task",
         "error_handled",
         "error_handlers",
+        "observes_tasks",
         "run_ended",
         "run_started",
         "session_loaded",
         "session_saved",
-        "step",
         "task_ended",
         "task_retrying",
         "task_started",
@@ -62,7 +62,7 @@ class Observers:
         self.traces_tasks = bool(
             self.task_started or self.task_retrying or self.error_handled or self.task_ended
         )
-        self.step: Observers | None = self if self.traces_tasks or self.error_handlers else None
+        self.observes_tasks = self.traces_tasks or bool(self.error_handlers)
         self._by_task: dict[int, tuple[Task, tuple[Handler, ...]]] = {}
 
     def handlers_for(self, task: Task) -> tuple[Handler, ...]:
@@ -75,3 +75,7 @@ class Observers:
         handlers = tuple(h for h in self.error_handlers if applies(h, task))
         self._by_task[id(task)] = (task, handlers)
         return handlers
+
+
+NO_OBSERVERS = Observers((), ())
+"""No tracer and no error handler (a step run by ``Graph.execute_session``)."""

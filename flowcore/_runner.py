@@ -192,7 +192,8 @@ class FlowRunner:
                 if context_updates:
                     session.context.update(context_updates)
                 version = session.version + 1  # what a save stores it as
-                result = await run_step(graph, session, observers.step, sink, version)
+                step = graph._start_step(session, version)
+                result = await run_step(step, observers, sink)
                 if request_id is not None:
                     record_request(session, request_id, result, version)
                 if observers.session_saved:

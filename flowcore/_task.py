@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, overload
 from flowcore._context import Context
 from flowcore._values import TaskResult
 
-__all__ = ["FunctionTask", "RetryPolicy", "Task", "task"]
+__all__ = ["ChildRunner", "FunctionTask", "ParentTask", "RetryPolicy", "Task", "task"]
 
 TaskFunction = Callable[[Context], TaskResult | Awaitable[TaskResult]]
 
@@ -112,6 +112,21 @@ class Task:
 
     def __repr__(self) -> str:
         return f"<{type(self).__qualname__} id={self.id!r}>"
+
+
+ChildRunner = Callable[[Task, Context], Awaitable[TaskResult]]
+"""``run_child(task, ctx)``: run a task inside another, under its own timeout and retry policy."""
+
+
+class ParentTask(Task):
+    """A task that runs tasks of its own (a FanOutTask): the engine hands it the function that
+    runs each child, so the step's tracers see the children too."""
+
+    async def _run_children(self, ctx: Context, run_child: ChildRunner) -> TaskResult:
+        """Do the task's work on ``ctx``, running each child with ``run_child``."""
+        raise NotImplementedError(
+            f"{type(self).__qualname__} must define _run_children(self, ctx, run_child)"
+        )
 
 
 class FunctionTask(Task):

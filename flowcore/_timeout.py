@@ -18,7 +18,11 @@ _T = TypeVar("_T")
 
 
 class DeadlineExceeded(Exception):
-    """Internal: the awaited work did not finish in time (it was cancelled)."""
+    """Internal: the awaited work did not finish in ``seconds`` (it was cancelled)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"not done after {seconds:g}s")
+        self.seconds = seconds
 
 
 class _Deadline:
@@ -70,12 +74,13 @@ class _Rest:
 
 async def await_with_timeout(awaitable: Awaitable[_T], seconds: float) -> _T:
     """``await awaitable``, cancelling it after ``seconds`` and raising DeadlineExceeded."""
+    limit = seconds
     current = asyncio.current_task()
     if current is None:  # not inside a Task (an unusual event loop driver): fall back
         try:
             return await asyncio.wait_for(awaitable, seconds)
         except asyncio.TimeoutError:
-            raise DeadlineExceeded from None
+            raise DeadlineExceeded(limit) from None
     loop = asyncio.get_running_loop()
     if hasattr(awaitable, "send") and hasattr(awaitable, "throw"):  # a coroutine: start it here
         coro = cast("Coroutine[Any, Any, _T]", awaitable)
@@ -96,7 +101,7 @@ async def await_with_timeout(awaitable: Awaitable[_T], seconds: float) -> _T:
         uncancel = getattr(current, "uncancel", None)  # Python 3.11+
         if uncancel is not None and uncancel() > 0:
             raise  # cancelled from outside as well: that cancellation wins
-        raise DeadlineExceeded from None
+        raise DeadlineExceeded(limit) from None
     finally:
         handle.cancel()
     if deadline.fired:

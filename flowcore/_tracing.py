@@ -49,14 +49,8 @@ class RunStarted:
 
 
 @dataclasses.dataclass(slots=True)
-class SessionLoaded:
-    """The runner loaded the session (``version`` as stored, ``task_id`` its current task).
-
-    ``blob_size`` is the length in bytes of the blob the backend read: the session as
-    ``flowcore.codec`` encodes it, which every backend that uses the codec stores (the id and
-    version live beside it); for a backend that stores sessions another way, the codec's
-    encoding is measured. ``duration`` is how long the backend took, in seconds.
-    """
+class _SessionIO:
+    """What the backend read or wrote of a session: the fields of SessionLoaded and SessionSaved."""
 
     session_id: str
     graph_id: str
@@ -64,6 +58,17 @@ class SessionLoaded:
     version: int
     blob_size: int
     duration: float = 0.0
+
+
+@dataclasses.dataclass(slots=True)
+class SessionLoaded(_SessionIO):
+    """The runner loaded the session (``version`` as stored, ``task_id`` its current task).
+
+    ``blob_size`` is the length in bytes of the blob the backend read: the session as
+    ``flowcore.codec`` encodes it, which every backend that uses the codec stores (the id and
+    version live beside it); for a backend that stores sessions another way, the codec's
+    encoding is measured. ``duration`` is how long the backend took, in seconds.
+    """
 
 
 @dataclasses.dataclass(slots=True)
@@ -139,16 +144,9 @@ class TaskEnded:
 
 
 @dataclasses.dataclass(slots=True)
-class SessionSaved:
+class SessionSaved(_SessionIO):
     """The runner saved the session as ``version``; ``blob_size`` (what the backend wrote) and
     ``duration`` (seconds the save took) as in :class:`SessionLoaded`."""
-
-    session_id: str
-    graph_id: str
-    task_id: str
-    version: int
-    blob_size: int
-    duration: float = 0.0
 
 
 @dataclasses.dataclass(slots=True)

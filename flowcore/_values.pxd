@@ -16,13 +16,16 @@ cdef class ExecutionStatus:
     cdef readonly object _first
     cdef readonly object _second
 
-cdef class Paused(ExecutionStatus):
+cdef class _NextTaskStatus(ExecutionStatus):
+    pass
+
+cdef class Paused(_NextTaskStatus):
     pass
 
 cdef class Error(ExecutionStatus):
     pass
 
-cdef class Scheduled(ExecutionStatus):
+cdef class Scheduled(_NextTaskStatus):
     pass
 
 @cython.locals(status=Paused)

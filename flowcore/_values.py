@@ -273,7 +273,18 @@ class ExecutionStatus:
         return (_status_singleton, (self._kind,))
 
 
-class Paused(ExecutionStatus):
+class _NextTaskStatus(ExecutionStatus):
+    """A status that names the task the next run starts with: Paused, Scheduled."""
+
+    __slots__ = ()
+
+    @property
+    def next_task_id(self) -> str:
+        """The task the next run starts with (once due, for a Scheduled session)."""
+        return self._first  # type: ignore[return-value]
+
+
+class Paused(_NextTaskStatus):
     """``ExecutionStatus.Paused(next_task_id, reason)``: ``next_task_id`` runs on the next run."""
 
     __slots__ = ()
@@ -285,11 +296,6 @@ class Paused(ExecutionStatus):
             _require_str(next_task_id, "Paused next_task_id"),
             _require_str(reason, "Paused reason"),
         )
-
-    @property
-    def next_task_id(self) -> str:
-        """The task the next run starts with."""
-        return self._first  # type: ignore[return-value]
 
     @property
     def reason(self) -> str:
@@ -321,7 +327,7 @@ class Error(ExecutionStatus):
         return self._first  # type: ignore[return-value]
 
 
-class Scheduled(ExecutionStatus):
+class Scheduled(_NextTaskStatus):
     """``ExecutionStatus.Scheduled(next_task_id, wake_at)``: the session waits for a time;
     ``next_task_id`` runs on the first run at or after ``wake_at`` (an aware datetime)."""
 
@@ -334,11 +340,6 @@ class Scheduled(ExecutionStatus):
             _require_str(next_task_id, "Scheduled next_task_id"),
             _require_aware(wake_at, "Scheduled wake_at"),
         )
-
-    @property
-    def next_task_id(self) -> str:
-        """The task that runs once the session is due."""
-        return self._first  # type: ignore[return-value]
 
     @property
     def wake_at(self) -> datetime:
