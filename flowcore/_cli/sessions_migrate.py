@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TextIO
 
-from flowcore._cli_storage import CliError, open_existing, shown
+from flowcore._cli.sessions import CliError, open_existing, shown
 from flowcore._errors import GraphError, SessionConflict, StorageError, quote_id
 from flowcore._graph import Graph
 from flowcore._migrations import DEFAULT_GRAPH_ID, migrate

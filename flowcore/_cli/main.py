@@ -32,9 +32,9 @@ from pathlib import Path
 from typing import NoReturn
 
 from flowcore import _plugins
-from flowcore._cli_graph import graph_as_text, import_user_module, load_graph
-from flowcore._cli_migrate import sessions_migrate_command
-from flowcore._cli_storage import (
+from flowcore._cli.graph import graph_as_text, import_user_module, load_graph
+from flowcore._cli.sessions_migrate import sessions_migrate_command
+from flowcore._cli.sessions import (
     STORAGE_ENV,
     CliError,
     cleanup_command,
