@@ -1,8 +1,8 @@
 """The ``flowcore`` command (and ``python -m flowcore``): :func:`main` runs a command line.
 
-One module per concern: ``main`` parses and dispatches and turns failures into one line,
-``sessions`` and ``sessions_migrate`` serve ``flowcore sessions ...`` and ``flowcore db``,
-``graph`` serves ``flowcore graph``.
+``main`` parses the command line, dispatches, and turns a failure into one line; each command
+lives in the module named for it (``sessions``, ``sessions_migrate``, ``db``, ``graph``,
+``plugins``, ``demo``); ``errors`` holds :class:`CliError`, which they all raise.
 """
 
 from __future__ import annotations
