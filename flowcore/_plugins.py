@@ -25,7 +25,7 @@ from typing import Any
 
 import pluggy
 
-from flowcore import _builtins
+from flowcore import _memory_plugin
 from flowcore._errors import PluginError, PluginWarning
 from flowcore._handlers import Handler, check_handler
 from flowcore._hooks import HOOK_NAMES, PROJECT_NAME, HookSpecs
@@ -296,14 +296,14 @@ def _load() -> _PluginManager:
     """A manager with the built-in and the installed plugins, warning about the broken ones."""
     global _manager
     pm = _PluginManager()
-    pm.register(_builtins, name=BUILTIN_PLUGIN)
+    pm.register(_memory_plugin, name=BUILTIN_PLUGIN)
     pm.infos[BUILTIN_PLUGIN] = PluginInfo(
         BUILTIN_PLUGIN,
         "builtin",
         "loaded",
         distribution="flowcore",
         version=_flowcore_version(),
-        module=_builtins.__name__,
+        module=_memory_plugin.__name__,
     )
     _load_entry_points(pm, _selected_names())
     pm.loading = False
