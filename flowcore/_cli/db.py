@@ -5,10 +5,10 @@ from __future__ import annotations
 from flowcore._cli.errors import CliError, backend_name
 from flowcore._open import hide_password, open_storage
 
-__all__ = ["migrate_command"]
+__all__ = ["db_migrate_command"]
 
 
-async def migrate_command(url: str) -> int:
+async def db_migrate_command(url: str) -> int:
     storage = open_storage(url)
     try:
         migrate = getattr(storage, "migrate", None)

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from flowcore import _extensions
-from flowcore._cli.db import migrate_command
+from flowcore._cli.db import db_migrate_command
 from flowcore._cli.demo import demo_command
 from flowcore._cli.errors import CliError
 from flowcore._cli.graph import graph_as_text, import_user_module, load_graph
@@ -258,7 +258,7 @@ def _run(parser: _Parser, args: argparse.Namespace) -> int:
     if args.command == "db":
         if not args.url:
             parser.error(f"db migrate: URL is required (or set {STORAGE_ENV})")
-        return asyncio.run(migrate_command(args.url))
+        return asyncio.run(db_migrate_command(args.url))
     url = _storage_url(parser, args.storage)
     if args.sessions_command == "list":
         if args.due and args.after is not None:
