@@ -6,8 +6,10 @@ STAMP  := $(VENV)/.flowcore-installed
 PLUGINS := $(wildcard plugins/*/pyproject.toml)
 # The example plugin of docs/plugins.md, installed so its test runs it as users would.
 EXAMPLE_PLUGIN := docs/examples/flowcore-example/pyproject.toml
-HOT     := _values _context _codec _kernel
-HOT_SRC := $(wildcard $(foreach m,$(HOT),flowcore/$(m).py flowcore/$(m).pxd))
+# A module is hot (compiled) when a .pxd sits beside its .py: the rule setup.py and
+# flowcore/_extensions.py read too.
+HOT_PXD := $(wildcard flowcore/*.pxd)
+HOT_SRC := $(HOT_PXD) $(HOT_PXD:.pxd=.py)
 EXT_STAMP := build/.flowcore-extensions
 
 .PHONY: demo demo-interactive build test lint typecheck docs docs-serve dist bench bench-check bench-peers clean

@@ -1,8 +1,9 @@
 """Build script for the compiled hot path.
 
-The hot-path modules (``flowcore._values``, ``_context``, ``_codec``, ``_kernel``) are plain
-typed Python with a ``.pxd`` beside each; Cython compiles each into an extension of the same
-name. The ``.py`` sources ship too and are what runs where no extension was built.
+A module is hot when a ``.pxd`` sits beside its ``.py`` (``flowcore/_kernel.pxd``), the rule
+``flowcore/_extensions.py`` and the Makefile read too. Each hot module is plain typed Python;
+Cython compiles it into an extension of the same name. The ``.py`` sources ship too and are what
+runs where no extension was built.
 
 - ``FLOWCORE_NO_EXTENSIONS=1``: build nothing (pure Python).
 - ``FLOWCORE_REQUIRE_EXTENSIONS=1``: a failed compile is an error instead of a fallback.
@@ -12,11 +13,12 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
-HOT_MODULES = ["flowcore._values", "flowcore._context", "flowcore._codec", "flowcore._kernel"]
+HOT_MODULES = [f"flowcore.{pxd.stem}" for pxd in sorted(Path("flowcore").glob("*.pxd"))]
 
 
 def _flag(name: str) -> bool:

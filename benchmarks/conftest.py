@@ -11,12 +11,14 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from types import ModuleType, SimpleNamespace
+from types import SimpleNamespace
 
 import pytest
 
 import flowcore
 import flowcore.codec
+
+__all__ = ["implementation", "per_op"]
 
 # Time flowcore itself, not whatever plugins happen to be installed on the machine (a plugin's
 # tracer or error handler would sit in every step). Benchmarks of a plugin opt in themselves.
@@ -78,6 +80,3 @@ def per_op(benchmark, ops: int, group: str, **info: object) -> None:
     benchmark.group = group
     benchmark.extra_info["ops_per_round"] = ops
     benchmark.extra_info.update(info)
-
-
-__all__ = ["ModuleType", "implementation", "per_op"]

@@ -23,7 +23,7 @@ from contextlib import redirect_stdout
 os.environ.setdefault("FLOWCORE_LOAD_PLUGINS", "sql,redis")
 
 from flowcore import Graph, NextAction, Session, TaskResult, open_storage, task
-from flowcore._cli_migrate import sessions_migrate_command
+from flowcore._cli.sessions_migrate import sessions_migrate_command
 from flowcore.codec import encode_session
 
 

@@ -4,9 +4,7 @@ Everything public is importable from here; the submodules are private except
 :mod:`flowcore.codec` and :mod:`flowcore.testing`.
 """
 
-from __future__ import annotations
-
-import contextlib
+import contextlib as _contextlib
 
 from flowcore import _extensions  # first: decides compiled vs pure before the hot modules load
 from flowcore._context import ChatMessage, Context, MessageRole
@@ -131,7 +129,7 @@ __all__ = [
 for _name in __all__:
     _obj = globals()[_name]
     if isinstance(_obj, type) or callable(_obj):
-        # Compiled classes may refuse; their reprs then name the private module, harmlessly.
-        with contextlib.suppress(AttributeError, TypeError):
+        # A compiled class refuses (an extension type is immutable) and names its hot module.
+        with _contextlib.suppress(AttributeError, TypeError):
             _obj.__module__ = "flowcore"
 del _name, _obj

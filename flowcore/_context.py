@@ -14,14 +14,7 @@ from typing import Any
 
 from flowcore._errors import ContextError, quote_id
 
-__all__ = [
-    "ROLES",
-    "ChatMessage",
-    "Context",
-    "MessageRole",
-    "restore_context",
-    "restore_message",
-]
+__all__ = ["ChatMessage", "Context", "MessageRole", "restore_context"]
 
 _UTC = timezone.utc
 _EPOCH = datetime(1970, 1, 1, tzinfo=_UTC)
@@ -99,7 +92,8 @@ def _now_micros() -> int:
 
 
 def restore_message(role: MessageRole, content: str, micros: int) -> ChatMessage:
-    """A ChatMessage from stored fields, already checked by the caller (the codec)."""
+    """A ChatMessage from the three fields of a message in a Context's flat chat, which were
+    checked as they entered it (by the ``add_*message`` methods or the codec)."""
     message = ChatMessage.__new__(ChatMessage)
     message._role = role
     message._content = content
@@ -280,7 +274,7 @@ class Context:
         names = _ROLE_NAMES
         return [{"role": names[chat[i]], "content": chat[i + 1]} for i in range(0, len(chat), 3)]
 
-    # -- snapshots (used by retries and the codec) ------------------------------------------
+    # -- undoing a failed attempt (retries, error handlers: the engine) -----------------------
 
     def _restore_from(self, other: Context) -> None:
         """Take over ``other``'s data and chat (used to undo a failed attempt)."""

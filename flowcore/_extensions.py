@@ -1,9 +1,18 @@
 """Selects the compiled or the pure-Python hot path; must be imported before the hot modules.
 
-The hot modules (``HOT_MODULES``) are plain typed Python; a build with Cython compiles each one
+A module is hot when a ``.pxd`` sits beside its ``.py`` (``flowcore/_kernel.pxd``): that one
+rule gives ``HOT_MODULES`` here, the extensions ``setup.py`` builds and the sources the
+Makefile rebuilds them from. A hot module is plain typed Python; a build with Cython compiles it
 into an extension of the same name beside its ``.py`` source, and Python's import system
 prefers the extension. ``FLOWCORE_NO_EXTENSIONS=1`` installs a finder that loads the ``.py``
 sources instead, so the same installation runs either implementation.
+
+Why one import finder, not a selector module per compiled module (as yarl and multidict have,
+``_quoting.py`` choosing ``_quoting_c`` or ``_quoting_py``): Cython's pure-Python mode makes the
+``.py`` the Cython source, so the extension and the source are one module under one name. The
+``.pxd`` files ``cimport`` each other by that name, and the rest of flowcore imports it as any
+module; a selector would need a second name for every hot module and a third file to keep in
+step. The finder serves every hot module, under the names they already have, in a dozen lines.
 """
 
 from __future__ import annotations
@@ -23,7 +32,12 @@ __all__ = [
     "loaded_implementation",
 ]
 
-HOT_MODULES = ("flowcore._values", "flowcore._context", "flowcore._codec", "flowcore._kernel")
+HOT_MODULES = tuple(
+    f"flowcore.{name.removesuffix('.pxd')}"
+    for name in sorted(os.listdir(os.path.dirname(__file__)))
+    if name.endswith(".pxd")
+)
+"""The modules with a ``.pxd`` beside their ``.py``: the hot path, compiled where built."""
 
 NO_EXTENSIONS = os.environ.get("FLOWCORE_NO_EXTENSIONS", "") not in ("", "0")
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pluggy
 
-__all__ = ["PROJECT_NAME", "HookSpecs", "hookimpl", "hookspec"]
+__all__ = ["HOOK_NAMES", "PROJECT_NAME", "HookSpecs", "hookimpl", "hookspec"]
 
 PROJECT_NAME = "flowcore"
 """pluggy's project name, and the entry-point group plugins are installed under."""
@@ -58,3 +58,9 @@ class HookSpecs:
         A handler is a callable ``(flowcore.TaskFailure) -> flowcore.ErrorDecision | None``
         (plain or async); None passes the failure to the next handler.
         """
+
+
+HOOK_NAMES: tuple[str, ...] = tuple(
+    name for name in vars(HookSpecs) if name.startswith("flowcore_")
+)
+"""Every hook's name, in the order above: the order the plugin manager calls them in."""

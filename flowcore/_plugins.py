@@ -25,10 +25,10 @@ from typing import Any
 
 import pluggy
 
-from flowcore import _builtins
+from flowcore import _memory_plugin
 from flowcore._errors import PluginError, PluginWarning
 from flowcore._handlers import Handler, check_handler
-from flowcore._hooks import PROJECT_NAME, HookSpecs
+from flowcore._hooks import HOOK_NAMES, PROJECT_NAME, HookSpecs
 from flowcore._storage import SessionStorage
 from flowcore._tracing import tracer_methods
 from flowcore.codec import register_type, unregister_type
@@ -56,13 +56,6 @@ BUILTIN_PLUGIN = "flowcore"
 StorageFactory = Callable[..., SessionStorage]
 
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9.-]*")  # RFC 3986, less "+" (it starts a driver)
-
-_HOOK_NAMES = (
-    "flowcore_register_storage",
-    "flowcore_register_codec_types",
-    "flowcore_register_tracers",
-    "flowcore_register_error_handlers",
-)
 
 
 @dataclasses.dataclass
@@ -149,7 +142,7 @@ class _PluginManager(pluggy.PluginManager):
             raise PluginError(
                 f"Plugin '{registered}' implements {', '.join(sorted(unknown))}, which "
                 f"{'is not a flowcore hook' if len(unknown) == 1 else 'are not flowcore hooks'}"
-                f"; the hooks are: {', '.join(_HOOK_NAMES)}"
+                f"; the hooks are: {', '.join(HOOK_NAMES)}"
             )
         if not self.loading:
             self.collect()
@@ -175,55 +168,63 @@ class _PluginManager(pluggy.PluginManager):
         return registry
 
 
+class _Collecting:
+    """A new registry as the registration hooks fill it."""
+
+    def __init__(self) -> None:
+        self.registry = Registry()
+        self.claims: dict[str, list[str]] = {}  # scheme -> every plugin that registered it
+        self.tracers: list[object] = []
+        self.handlers: list[Handler] = []
+
+
+class _Registrars:
+    """The ``register`` functions one plugin's hooks are handed: each hook gets the method of
+    its own name (as a hook's name finds its specification), which adds to what is collected."""
+
+    def __init__(self, collecting: _Collecting, plugin: str) -> None:
+        self._collecting = collecting
+        self._plugin = plugin
+
+    def flowcore_register_storage(self, scheme: str, factory: StorageFactory) -> None:
+        if type(scheme) is not str or not _SCHEME.fullmatch(scheme):
+            raise ValueError(
+                "a storage scheme is a URL scheme without a driver suffix, such as "
+                f"'sqlite' or 'postgresql'; got {scheme!r}"
+            )
+        if not callable(factory):
+            raise TypeError(f"the factory for scheme '{scheme}' is not callable: {factory!r}")
+        key = scheme.lower()
+        claimants = self._collecting.claims.setdefault(key, [])
+        if self._plugin not in claimants:
+            claimants.append(self._plugin)
+        self._collecting.registry.storage.setdefault(key, (factory, self._plugin))
+
+    def flowcore_register_codec_types(self, cls: type, *args: Any, **kwargs: Any) -> None:
+        self._collecting.registry.codec_types.append(register_type(cls, *args, **kwargs))
+
+    def flowcore_register_tracers(self, obj: object) -> None:
+        tracer_methods(obj)  # TypeError now, rather than in the first step
+        self._collecting.tracers.append(obj)
+
+    def flowcore_register_error_handlers(self, obj: object) -> None:
+        self._collecting.handlers.append(check_handler(obj))
+
+
 def _collect(pm: _PluginManager) -> Registry:
-    registry = Registry()
-    claims: dict[str, list[str]] = {}  # scheme -> every plugin that registered it
-    tracers: list[object] = []
-    handlers: list[Handler] = []
-
-    def registrars(plugin: str) -> dict[str, Callable[..., None]]:
-        def storage(scheme: str, factory: StorageFactory) -> None:
-            if type(scheme) is not str or not _SCHEME.fullmatch(scheme):
-                raise ValueError(
-                    "a storage scheme is a URL scheme without a driver suffix, such as "
-                    f"'sqlite' or 'postgresql'; got {scheme!r}"
-                )
-            if not callable(factory):
-                raise TypeError(f"the factory for scheme '{scheme}' is not callable: {factory!r}")
-            key = scheme.lower()
-            claimants = claims.setdefault(key, [])
-            if plugin not in claimants:
-                claimants.append(plugin)
-            registry.storage.setdefault(key, (factory, plugin))
-
-        def codec_type(cls: type, *args: Any, **kwargs: Any) -> None:
-            registry.codec_types.append(register_type(cls, *args, **kwargs))
-
-        def tracer(obj: object) -> None:
-            tracer_methods(obj)  # TypeError now, rather than in the first step
-            tracers.append(obj)
-
-        def handler(obj: object) -> None:
-            handlers.append(check_handler(obj))
-
-        return {
-            "flowcore_register_storage": storage,
-            "flowcore_register_codec_types": codec_type,
-            "flowcore_register_tracers": tracer,
-            "flowcore_register_error_handlers": handler,
-        }
-
-    for hook_name in _HOOK_NAMES:
+    collecting = _Collecting()
+    registry = collecting.registry
+    for hook_name in HOOK_NAMES:
         caller: pluggy.HookCaller = getattr(pm.hook, hook_name)
         for impl in reversed(caller.get_hookimpls()):  # pluggy's call order
-            register = registrars(impl.plugin_name)[hook_name]
+            register = getattr(_Registrars(collecting, impl.plugin_name), hook_name)
             try:
                 impl.function(*(register for _ in impl.argnames))
             except Exception as exc:
                 registry.problems.setdefault(impl.plugin_name, []).append(
                     f"{hook_name} raised {type(exc).__name__}: {exc}"
                 )
-    for scheme, claimants in claims.items():
+    for scheme, claimants in collecting.claims.items():
         if len(claimants) > 1:
             names = " and ".join(f"'{name}'{_from_distribution(pm, name)}" for name in claimants)
             message = (
@@ -233,8 +234,8 @@ def _collect(pm: _PluginManager) -> Registry:
             registry.conflicts[scheme] = message
             for name in claimants:
                 registry.problems.setdefault(name, []).append(message)
-    registry.tracers = tuple(tracers)
-    registry.error_handlers = tuple(handlers)
+    registry.tracers = tuple(collecting.tracers)
+    registry.error_handlers = tuple(collecting.handlers)
     return registry
 
 
@@ -295,14 +296,14 @@ def _load() -> _PluginManager:
     """A manager with the built-in and the installed plugins, warning about the broken ones."""
     global _manager
     pm = _PluginManager()
-    pm.register(_builtins, name=BUILTIN_PLUGIN)
+    pm.register(_memory_plugin, name=BUILTIN_PLUGIN)
     pm.infos[BUILTIN_PLUGIN] = PluginInfo(
         BUILTIN_PLUGIN,
         "builtin",
         "loaded",
         distribution="flowcore",
         version=_flowcore_version(),
-        module=_builtins.__name__,
+        module=_memory_plugin.__name__,
     )
     _load_entry_points(pm, _selected_names())
     pm.loading = False

@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -27,13 +28,16 @@ def source_tree(tmp_path: Path) -> Path:
     return tmp_path
 
 
+def environment(**env: str) -> dict[str, str]:
+    """This process's environment without its FLOWCORE_ settings, and with ``env``."""
+    return {**{k: v for k, v in os.environ.items() if not k.startswith("FLOWCORE_")}, **env}
+
+
 def build(tree: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("FLOWCORE_")}
-    environ.update(env)
     return subprocess.run(
         [sys.executable, "setup.py", "-q", "build_ext", "--inplace"],
         cwd=tree,
-        env=environ,
+        env=environment(**env),
         capture_output=True,
         text=True,
         timeout=300,
@@ -63,3 +67,32 @@ def test_no_extensions_builds_nothing_and_says_nothing(source_tree):
     assert done.returncode == 0, done.stderr
     assert "could not be built" not in done.stderr
     assert not list((source_tree / "flowcore").glob("*.so"))
+
+
+def test_a_wheel_carries_every_package_and_each_hot_modules_pxd(source_tree, tmp_path_factory):
+    # A package missing from pyproject's list (the CLI's, say) would install a command that
+    # cannot import. Built without extensions, to be quick: the sources are what is checked.
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy(ROOT / name, source_tree)
+    dist = tmp_path_factory.mktemp("dist")
+    pip_wheel = [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps"]
+    done = subprocess.run(
+        [*pip_wheel, "--no-build-isolation", "--wheel-dir", str(dist), str(source_tree)],
+        env=environment(FLOWCORE_NO_EXTENSIONS="1"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    [wheel] = dist.glob("flowcore-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+    package = source_tree / "flowcore"
+    wanted = {
+        path.relative_to(source_tree).as_posix()
+        for pattern in ("**/__init__.py", "*.pxd", "py.typed", "__main__.py")
+        for path in package.glob(pattern)
+        if "__pycache__" not in path.parts
+    }
+    assert "flowcore/_cli/__init__.py" in wanted
+    assert wanted - names == set()

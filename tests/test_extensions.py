@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.machinery
 import os
 import subprocess
 import sys
@@ -13,6 +14,20 @@ import flowcore
 from flowcore import _extensions
 
 HOT_MODULES = _extensions.HOT_MODULES
+
+
+def test_a_module_is_hot_when_a_pxd_sits_beside_it():
+    package = Path(flowcore.__file__).parent
+    with_pxd = {f"flowcore.{pxd.stem}" for pxd in package.glob("*.pxd")}
+    assert set(HOT_MODULES) == with_pxd
+    assert {"flowcore._kernel", "flowcore._codec"} <= with_pxd
+    if flowcore.COMPILED:  # setup.py built an extension for each, and for nothing else
+        built = {
+            f"flowcore.{path.name.partition('.')[0]}"
+            for path in package.iterdir()
+            if path.name.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES))
+        }
+        assert built == with_pxd
 
 
 def test_compiled_flag_matches_the_modules_loaded():

@@ -160,6 +160,19 @@ def test_memory_storage_is_the_built_in_plugin():
     assert isinstance(open_storage("memory://"), InMemorySessionStorage)
 
 
+def test_the_hooks_are_named_once_and_called_in_the_order_they_are_specified():
+    # HookSpecs is the one list: the call order, `flowcore plugins --hook` and the messages read
+    # HOOK_NAMES, derived from it; each hook is handed the registrar of its own name.
+    assert flowcore._hooks.HOOK_NAMES == (
+        "flowcore_register_storage",
+        "flowcore_register_codec_types",
+        "flowcore_register_tracers",
+        "flowcore_register_error_handlers",
+    )
+    registrars = {name for name in vars(flowcore._plugins._Registrars) if name.startswith("flow")}
+    assert registrars == set(flowcore._hooks.HOOK_NAMES)
+
+
 # -- broken plugins -----------------------------------------------------------------------------
 
 

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from flowcore._cli_storage import CliError
+from flowcore._cli.errors import CliError
 from flowcore._fanout import FanOutTask
 from flowcore._graph import Graph, GraphBuilder
 from flowcore._task import Task

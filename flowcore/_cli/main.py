@@ -18,37 +18,30 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import platform
-import shlex
-import shutil
-import subprocess
 import sys
 import traceback
-import warnings
 from collections.abc import Sequence
-from pathlib import Path
 from typing import NoReturn
 
-from flowcore import _plugins
-from flowcore._cli_graph import graph_as_text, import_user_module, load_graph
-from flowcore._cli_migrate import sessions_migrate_command
-from flowcore._cli_storage import (
-    STORAGE_ENV,
-    CliError,
-    cleanup_command,
-    delete_command,
-    list_command,
-    migrate_command,
-    show_command,
-)
-from flowcore._errors import GraphError, PluginWarning
-from flowcore._hooks import HookSpecs
+from flowcore import _extensions
+from flowcore._cli.db import db_migrate_command
+from flowcore._cli.demo import demo_command
+from flowcore._cli.errors import CliError
+from flowcore._cli.graph import graph_as_text, import_user_module, load_graph
+from flowcore._cli.plugins import plugins_command
+from flowcore._cli.sessions import cleanup_command, delete_command, list_command, show_command
+from flowcore._cli.sessions_migrate import sessions_migrate_command
+from flowcore._errors import GraphError
+from flowcore._hooks import HOOK_NAMES
 
 __all__ = ["main"]
 
-_HOOKS = sorted(name for name in vars(HookSpecs) if name.startswith("flowcore_"))
+STORAGE_ENV = "FLOWCORE_STORAGE"
+"""The environment variable ``--storage`` (and ``db migrate``'s URL) defaults to."""
+
+_HOOKS = sorted(HOOK_NAMES)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -64,7 +57,7 @@ def version_text() -> str:
 
     if flowcore.COMPILED:
         core = "compiled core: active"
-    elif os.environ.get("FLOWCORE_NO_EXTENSIONS", "") not in ("", "0"):
+    elif _extensions.NO_EXTENSIONS:
         core = "compiled core: off (FLOWCORE_NO_EXTENSIONS is set), running pure Python"
     else:
         core = "compiled core: not built, running pure Python"
@@ -245,89 +238,6 @@ def _count(text: str) -> int:
     return value
 
 
-def _plugins_command(parser: _Parser, show_all: bool, hook: str | None) -> int:
-    if hook is not None and hook not in _HOOKS:
-        parser.error(f"unknown hook '{hook}'; the hooks are: {', '.join(_HOOKS)}")
-    with warnings.catch_warnings():
-        # The listing reports each broken plugin in its "errors"; no need to warn as well.
-        warnings.simplefilter("ignore", PluginWarning)
-        infos = _plugins.plugin_infos()
-    listed = [
-        {
-            "name": info.name,
-            "distribution": info.distribution,
-            "version": info.version,
-            "module": info.module,
-            "origin": info.origin,
-            "status": info.status,
-            "hooks": info.hooks,
-            "errors": info.errors,
-        }
-        for info in sorted(infos, key=lambda i: (i.origin != "builtin", i.name))
-        if (show_all or (info.origin != "builtin" and info.status != "excluded"))
-        and (hook is None or hook in info.hooks)
-    ]
-    print(json.dumps(listed, indent=2, ensure_ascii=False))
-    return 0
-
-
-def find_demo() -> Path | None:
-    """examples/claim_demo.py of the source tree flowcore runs from, or of the current
-    directory; None when neither has one (an installed package ships no examples)."""
-    import flowcore
-
-    for root in (Path(flowcore.__file__).resolve().parent.parent, Path.cwd()):
-        demo = root / "examples" / "claim_demo.py"
-        if demo.is_file():
-            return demo
-    return None
-
-
-def _demo_command(args: list[str]) -> int:
-    demo = find_demo()
-    if demo is None:
-        raise CliError(
-            "the demo is a script of flowcore's source repository (examples/claim_demo.py), "
-            "not part of the installed package: run `make demo` in a checkout, or "
-            "`flowcore demo` from its root"
-        )
-    # A process of its own, as `python examples/claim_demo.py` would be: the demo starts a
-    # second process itself, to show a claim outliving the first one. It tells how to continue
-    # a claim with the command the user typed, which works where they are.
-    env = {**os.environ, DEMO_COMMAND_ENV: f"{own_command()} demo"}
-    return subprocess.run([sys.executable, str(demo), *args], check=False, env=env).returncode
-
-
-DEMO_COMMAND_ENV = "FLOWCORE_DEMO_COMMAND"
-"""How the demo (examples/claim_demo.py) learns the command that started it."""
-
-
-def own_command() -> str:
-    """This command as the user can type it again in the current directory: ``flowcore`` when
-    that name finds it on PATH, else its path; ``PYTHON -m flowcore`` when run as a module."""
-    started = os.path.abspath(sys.argv[0]) if sys.argv and sys.argv[0] else ""
-    if os.path.splitext(os.path.basename(started))[0] != "flowcore":
-        return f"{_typed_command(sys.executable)} -m flowcore"  # or main() called from code
-    return _typed_command(started)
-
-
-def _typed_command(path: str) -> str:
-    """The program at ``path`` as typed here: its name if PATH finds it under that name, else
-    its path, relative below the current directory, else absolute; quoted for a shell."""
-    path = os.path.abspath(path)
-    name = os.path.basename(path)
-    found = shutil.which(name)
-    if found is not None and os.path.abspath(found) == path:
-        return name
-    try:
-        relative = os.path.relpath(path)
-    except ValueError:  # on another drive
-        relative = os.pardir
-    if not relative.startswith(os.pardir):
-        path = relative if os.sep in relative else os.path.join(os.curdir, relative)
-    return shlex.quote(path)
-
-
 def _storage_url(parser: _Parser, url: str | None) -> str:
     if not url:
         parser.error(f"--storage URL is required (or set {STORAGE_ENV})")
@@ -338,7 +248,9 @@ def _run(parser: _Parser, args: argparse.Namespace) -> int:
     for module_name in getattr(args, "imports", ()):
         import_user_module(module_name)
     if args.command == "plugins":
-        return _plugins_command(parser, args.all, args.hook)
+        if args.hook is not None and args.hook not in _HOOKS:
+            parser.error(f"unknown hook '{args.hook}'; the hooks are: {', '.join(_HOOKS)}")
+        return plugins_command(args.all, args.hook)
     if args.command == "graph":
         graph = load_graph(args.target)
         print(graph.to_mermaid() if args.format == "mermaid" else graph_as_text(graph), end="")
@@ -346,7 +258,7 @@ def _run(parser: _Parser, args: argparse.Namespace) -> int:
     if args.command == "db":
         if not args.url:
             parser.error(f"db migrate: URL is required (or set {STORAGE_ENV})")
-        return asyncio.run(migrate_command(args.url))
+        return asyncio.run(db_migrate_command(args.url))
     url = _storage_url(parser, args.storage)
     if args.sessions_command == "list":
         if args.due and args.after is not None:
@@ -380,7 +292,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if argv[:1] == ["demo"]:
             # Everything after `demo` is the demo's, options and --help included.
-            return _demo_command(argv[1:])
+            return demo_command(argv[1:])
         return _run(parser, parser.parse_args(argv))
     except CliError as exc:
         print(f"flowcore: {_one_line(str(exc))}", file=sys.stderr)

@@ -1,4 +1,4 @@
-"""flowcore's built-in plugin, registered like any other: the ``memory://`` storage scheme."""
+"""The ``memory://`` storage scheme: flowcore's built-in plugin, registered like any other."""
 
 from __future__ import annotations
 

@@ -8,11 +8,11 @@ import time
 from dataclasses import dataclass, field
 from typing import TextIO
 
-from flowcore._cli_storage import CliError, open_existing, shown
+from flowcore._cli.errors import CliError, backend_name
+from flowcore._cli.sessions import open_existing, shown
 from flowcore._errors import GraphError, SessionConflict, StorageError, quote_id
 from flowcore._graph import Graph
 from flowcore._migrations import DEFAULT_GRAPH_ID, migrate
-from flowcore._open import scheme_of
 from flowcore._storage import SessionStorage
 
 __all__ = ["sessions_migrate_command"]
@@ -74,8 +74,8 @@ async def _all_ids(url: str, storage: SessionStorage, page: int) -> list[str]:
             after = found[-1]
     except NotImplementedError:
         raise CliError(
-            f"the {scheme_of(url)}:// backend ({type(storage).__name__}) cannot list its "
-            "sessions, so they cannot be migrated in bulk; each is migrated at its next step"
+            f"{backend_name(url, storage)} cannot list its sessions, so they cannot be "
+            "migrated in bulk; each is migrated at its next step"
         ) from None
 
 

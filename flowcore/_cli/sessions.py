@@ -1,4 +1,4 @@
-"""``flowcore sessions ...`` and ``flowcore db migrate``: stored sessions, seen from a shell."""
+"""``flowcore sessions list|show|delete|cleanup``: stored sessions, seen from a shell."""
 
 from __future__ import annotations
 
@@ -8,29 +8,20 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from urllib.parse import unquote
 
+from flowcore._cli.errors import CliError, backend_name
 from flowcore._errors import StorageError, quote_id
 from flowcore._json_view import session_as_json
-from flowcore._open import hide_password, open_storage, scheme_of
+from flowcore._open import hide_password, open_storage
 from flowcore._storage import SessionStorage
 
 __all__ = [
-    "STORAGE_ENV",
-    "CliError",
     "cleanup_command",
     "delete_command",
     "list_command",
-    "migrate_command",
     "open_existing",
     "show_command",
+    "shown",
 ]
-
-STORAGE_ENV = "FLOWCORE_STORAGE"
-"""The environment variable ``--storage`` defaults to."""
-
-
-class CliError(Exception):
-    """A failure the user can fix: printed as one line, exit status 1."""
-
 
 shown = hide_password  # a URL as the command prints it: with any password hidden
 
@@ -82,8 +73,8 @@ async def list_command(
                 ids = await storage.list_sessions(limit=limit, after=after)
             except NotImplementedError:
                 raise CliError(
-                    f"the {scheme_of(url)}:// backend ({type(storage).__name__}) cannot list "
-                    "sessions; look one up by id: flowcore sessions show ID --storage URL"
+                    f"{backend_name(url, storage)} cannot list sessions; look one up by id: "
+                    "flowcore sessions show ID --storage URL"
                 ) from None
     if as_json:
         print(json.dumps(ids, indent=2, ensure_ascii=False))
@@ -99,9 +90,9 @@ async def _due_ids(url: str, storage: SessionStorage, limit: int | None) -> list
         return await storage.due_sessions(None, limit)
     except NotImplementedError:
         raise CliError(
-            f"the {scheme_of(url)}:// backend ({type(storage).__name__}) cannot tell which "
-            "sessions are due (it does not implement due_sessions); see when one wakes with: "
-            "flowcore sessions show ID --storage URL"
+            f"{backend_name(url, storage)} cannot tell which sessions are due (it does not "
+            "implement due_sessions); see when one wakes with: flowcore sessions show ID "
+            "--storage URL"
         ) from None
 
 
@@ -157,30 +148,9 @@ async def cleanup_command(url: str, *, batch: int) -> int:
         cleanup = getattr(storage, "cleanup", None)
         if cleanup is None:
             raise CliError(
-                f"the {scheme_of(url)}:// backend ({type(storage).__name__}) does not expire "
-                "sessions, so there is nothing to clean up"
+                f"{backend_name(url, storage)} does not expire sessions, so there is nothing "
+                "to clean up"
             )
         deleted = await cleanup(batch=batch)
     print(f"deleted {deleted} expired session{'' if deleted == 1 else 's'}")
-    return 0
-
-
-async def migrate_command(url: str) -> int:
-    storage = open_storage(url)
-    try:
-        migrate = getattr(storage, "migrate", None)
-        if migrate is None:
-            raise CliError(
-                f"the {scheme_of(url)}:// backend ({type(storage).__name__}) has no schema to "
-                "migrate"
-            )
-        # Not `async with`: a backend may migrate as it connects, and this reports what it did.
-        applied = list(await migrate())
-    finally:
-        await storage.close()
-    if applied:
-        versions = ", ".join(str(v) for v in applied)
-        print(f"applied migration{'' if len(applied) == 1 else 's'} {versions} to {shown(url)}")
-    else:
-        print(f"{shown(url)} is up to date")
     return 0
