@@ -11,7 +11,7 @@ from urllib.parse import unquote
 from flowcore._cli.errors import CliError, backend_name
 from flowcore._errors import StorageError, quote_id
 from flowcore._json_view import session_as_json
-from flowcore._open import hide_password, open_storage
+from flowcore._open import hide_password, open_storage, scheme_of
 from flowcore._storage import SessionStorage
 
 __all__ = [
