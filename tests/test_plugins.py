@@ -27,6 +27,7 @@ from flowcore import (
     task,
     unregister_plugin,
 )
+from flowcore.testing import plugin_registered
 
 from .helpers import graph_of, install_plugin
 
@@ -471,3 +472,36 @@ def test_a_plugin_or_a_name_is_registered_once():
         register_plugin(recorder)
     with pytest.raises(PluginError, match="A plugin named 'recorder' is already registered"):
         register_plugin(Recorder(), name="recorder")
+
+
+class _Shared:
+    """A storage plugin: ``shared://`` opens one in-memory storage."""
+
+    def __init__(self) -> None:
+        self.storage = InMemorySessionStorage()
+
+    @flowcore.hookimpl
+    def flowcore_register_storage(self, register):
+        register("shared", lambda url, **options: self.storage)
+
+
+def test_plugin_registered_registers_a_plugin_the_run_did_not_load_for_the_block_only() -> None:
+    plugin = _Shared()
+
+    with plugin_registered(plugin, "shared-under-test"):
+        assert flowcore.open_storage("shared://") is plugin.storage
+
+    with pytest.raises(StorageError, match="No storage backend for scheme 'shared'"):
+        flowcore.open_storage("shared://")
+
+
+def test_plugin_registered_leaves_a_loaded_plugin_loaded() -> None:
+    plugin = _Shared()
+    name = flowcore.register_plugin(plugin, "shared-loaded")
+    try:
+        with plugin_registered(plugin, "shared-under-test"):
+            assert flowcore.open_storage("shared://") is plugin.storage
+
+        assert flowcore.open_storage("shared://") is plugin.storage  # still there after
+    finally:
+        flowcore.unregister_plugin(name)

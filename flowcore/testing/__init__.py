@@ -43,6 +43,7 @@ from ._plugin import (  # noqa: F401
     pytest_sessionfinish,
     pytest_terminal_summary,
 )
+from ._registered import plugin_registered
 from ._storage_benchmark import StorageBenchmark
 from ._traffic import StepTraffic
 from ._versions import migrated
@@ -62,4 +63,5 @@ __all__ = [
     "StorageFactory",
     "counter_graph",
     "migrated",
+    "plugin_registered",
 ]

@@ -8,7 +8,6 @@ the end. Without RabbitMQ or PostgreSQL the tests are skipped, or fail when
 
 from __future__ import annotations
 
-import contextlib
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
@@ -30,27 +29,16 @@ from celery_services import (
     require,
 )
 
-from flowcore import (
-    FlowRunner,
-    SessionStorage,
-    StorageError,
-    open_storage,
-    register_plugin,
-    unregister_plugin,
-)
+from flowcore import FlowRunner, SessionStorage, open_storage
+from flowcore.testing import plugin_registered
 
 
 @pytest.fixture(autouse=True)
 def sql_schemes_served() -> Iterator[None]:
     """``open_storage`` serves postgresql:// in every test: through the entry point when the
     installed plugins load, else through the plugin module (flowcore's own tests load none)."""
-    with contextlib.suppress(StorageError):
-        open_storage("postgresql://localhost/test")
+    with plugin_registered(flowcore_sql.plugin, "sql-under-test"):
         yield
-        return
-    name = register_plugin(flowcore_sql.plugin, "sql-under-test")
-    yield
-    unregister_plugin(name)
 
 
 @pytest.fixture(scope="session")

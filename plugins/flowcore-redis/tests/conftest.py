@@ -6,7 +6,6 @@ A test that needs the shared server is skipped when it cannot be reached, or fai
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -25,7 +24,7 @@ from redis_servers import (
     unreachable,
 )
 
-from flowcore import StorageError, open_storage, register_plugin, unregister_plugin
+from flowcore.testing import plugin_registered
 
 
 @pytest.fixture(autouse=True)
@@ -33,13 +32,8 @@ def redis_schemes_served() -> Iterator[None]:
     """``open_storage`` serves redis:// in every test: through the entry point when the test
     run loads the installed plugins, else through the plugin module, registered for the test
     (flowcore's own tests load none)."""
-    with contextlib.suppress(StorageError):
-        open_storage("redis://localhost/0")
+    with plugin_registered(flowcore_redis.plugin, "redis-under-test"):
         yield
-        return
-    name = register_plugin(flowcore_redis.plugin, "redis-under-test")
-    yield
-    unregister_plugin(name)
 
 
 @pytest.fixture(scope="session")

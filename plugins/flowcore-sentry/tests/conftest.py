@@ -6,7 +6,6 @@ Each test starts with Sentry not initialised and the plugin's default settings, 
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -16,7 +15,7 @@ import pytest
 import sentry_sdk
 from sentry_memory import DSN, MemoryTransport, reset_sentry
 
-from flowcore import PluginError, register_plugin, unregister_plugin
+from flowcore.testing import plugin_registered
 
 
 @pytest.fixture(autouse=True)
@@ -24,15 +23,11 @@ def sentry_plugin() -> Iterator[None]:
     """The plugin loaded for the test: through its entry point when the test run loads the
     installed plugins, else registered for the test (flowcore's own tests load none)."""
     reset_sentry()
-    name = None
-    with contextlib.suppress(PluginError):  # already loaded through its entry point
-        name = register_plugin(flowcore_sentry.plugin, "sentry-under-test")
-    flowcore_sentry.configure()  # the defaults; runners look again at what the plugin registers
-    yield
-    reset_sentry()
-    flowcore_sentry.configure()
-    if name is not None:
-        unregister_plugin(name)
+    with plugin_registered(flowcore_sentry.plugin, "sentry-under-test"):
+        flowcore_sentry.configure()  # the defaults; runners look again at what it registers
+        yield
+        reset_sentry()
+        flowcore_sentry.configure()
 
 
 @pytest.fixture
