@@ -14,31 +14,20 @@ from flowcore_redis import RedisSessionStorage
 from redis_servers import PrivateRedis
 
 from flowcore import (
-    Context,
     FlowRunner,
-    GraphBuilder,
-    NextAction,
     Session,
     SessionConflict,
     SessionNotFound,
     StorageError,
-    TaskResult,
     open_storage,
-    task,
 )
+from flowcore.testing import counter_graph
 
-
-@task("count")
-def count(ctx: Context) -> TaskResult:
-    ctx.set("n", ctx.get("n", 0) + 1)
-    return TaskResult(None, NextAction.WaitForInput)
-
-
-GRAPH = GraphBuilder("counter").add_task(count).build()
+GRAPH = counter_graph()
 
 
 def new(session_id: str, **values: object) -> Session:
-    return Session.new_from_task(session_id, "count", context=values)
+    return Session.new_from_task(session_id, "increment", context=values)
 
 
 # -- expiry ----------------------------------------------------------------------------------------
@@ -58,7 +47,7 @@ async def test_a_session_expires_ttl_after_its_last_save(
             await runner.run("busy")
 
         assert await storage.get("idle") is None
-        assert (await storage.get("busy")).context.get("n") == 5  # type: ignore[union-attr]
+        assert (await storage.get("busy")).context.get("counter") == 5  # type: ignore[union-attr]
         assert await storage.list_sessions() == ["busy"]
         with pytest.raises(SessionNotFound):
             await runner.run("idle")
