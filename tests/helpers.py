@@ -4,8 +4,6 @@ installed plugins made up for a test, and the flowcore command run as a user run
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
 import sys
 import textwrap
 from collections.abc import Callable
@@ -25,6 +23,7 @@ from flowcore import (
     TaskResult,
     hookimpl,
 )
+from flowcore.testing import run_flowcore
 
 
 class Step(Task):
@@ -139,14 +138,5 @@ def flowcore_command(
     *args: str, cwd: Path, env: dict[str, str] | None = None
 ) -> tuple[int, str, str]:
     """Run the flowcore command as a user does, with flowcore-sql loaded: (status, out, err)."""
-    done = subprocess.run(
-        [sys.executable, "-m", "flowcore", *args],
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        check=False,
-        timeout=60,
-        cwd=cwd,
-        env={**os.environ, "FLOWCORE_LOAD_PLUGINS": "sql", **(env or {})},
-    )
+    done = run_flowcore(*args, load_plugins="sql", cwd=cwd, env=env)
     return done.returncode, done.stdout, done.stderr

@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from flowcore._cli import main
+from flowcore.testing import run_flowcore
 
 from .helpers import install_plugin
 
@@ -149,3 +150,17 @@ def test_python_dash_m_flowcore_runs_the_command(acme):
     assert bad.returncode == 2
     assert bad.stderr.count("\n") == 1
     assert "Traceback" not in bad.stderr
+
+
+def test_run_flowcore_runs_the_command_as_a_user_does_and_reports_what_it_did() -> None:
+    missing = run_flowcore("sessions", "show", "nobody", "--storage", "memory://")
+    assert (missing.returncode, missing.stdout) == (1, "")
+    assert "no session 'nobody' in memory://" in missing.stderr
+
+    # load_plugins and env reach the process; prefix is a command it runs under.
+    assert json.loads(run_flowcore("plugins", load_plugins="").stdout) == []
+    for done in (
+        run_flowcore("--version", env={"FLOWCORE_NO_EXTENSIONS": "1"}),
+        run_flowcore("--version", prefix=["env", "FLOWCORE_NO_EXTENSIONS=1"]),
+    ):
+        assert "compiled core: off (FLOWCORE_NO_EXTENSIONS is set)" in done.stdout

@@ -30,6 +30,7 @@ fixture and the ``--flowcore-baseline``, ``--flowcore-save-baseline`` and
 from __future__ import annotations
 
 from ._clock import ClockSkewConformance
+from ._command import run_flowcore
 from ._concurrency import ConcurrencyConformance, StorageFactory
 from ._conformance import CODEC_VALUES, FREE_TEXT_IDS, RawBlobWriter, StorageConformance
 from ._counter import counter_graph
@@ -64,4 +65,5 @@ __all__ = [
     "counter_graph",
     "migrated",
     "plugin_registered",
+    "run_flowcore",
 ]

@@ -25,6 +25,7 @@ from otel_telemetry import chain
 
 import flowcore
 from flowcore import Context, FlowRunner, InMemorySessionStorage, NextAction, TaskResult, task
+from flowcore.testing import run_flowcore
 
 PRELUDE = """
 import asyncio, json
@@ -72,13 +73,7 @@ def run_python(code: str, **env: str) -> object:
 
 
 def test_the_plugin_is_found_by_its_entry_point():
-    done = subprocess.run(
-        [sys.executable, "-m", "flowcore", "plugins", "--hook", "flowcore_register_tracers"],
-        env={**os.environ, "FLOWCORE_LOAD_PLUGINS": "otel"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = run_flowcore("plugins", "--hook", "flowcore_register_tracers", load_plugins="otel")
 
     assert done.returncode == 0, done.stderr
     [plugin] = json.loads(done.stdout)

@@ -3,28 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import redis
 from flowcore_redis import RedisSessionStorage
 from redis_servers import free_port
 
 from flowcore import Session
+from flowcore.testing import run_flowcore
 
 
 def flowcore(*args: str) -> tuple[int, str, str]:
     """Run the flowcore command as a user does, with flowcore-redis loaded."""
-    done = subprocess.run(
-        [sys.executable, "-m", "flowcore", *args],
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        check=False,
-        timeout=60,
-        env={**os.environ, "FLOWCORE_LOAD_PLUGINS": "redis"},
-    )
+    done = run_flowcore(*args, load_plugins="redis")
     return done.returncode, done.stdout, done.stderr
 
 

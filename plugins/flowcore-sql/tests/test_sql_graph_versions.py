@@ -5,9 +5,6 @@ a refused step stores nothing, two versions of a workflow share one database, an
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -17,6 +14,7 @@ from sql_backends import Backend
 
 from flowcore import FlowRunner, GraphError, Session
 from flowcore.codec import encode_session
+from flowcore.testing import run_flowcore
 
 FLOWS = """
 from flowcore import Graph, NextAction, TaskResult, task
@@ -152,16 +150,7 @@ async def migrate(backend: Backend, *args: str) -> tuple[int, str]:
     of the module that holds the graph."""
     url = backend.url if backend.name == "sqlite" else f"{backend.url}?schema={backend.schema}"
     argv = ["sessions", "migrate", "--graph", "claim_flows:v2", "--storage", url, *args]
-    done = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "flowcore", *argv],
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        check=False,
-        timeout=120,
-        env={**os.environ, "FLOWCORE_LOAD_PLUGINS": "sql"},
-    )
+    done = await asyncio.to_thread(run_flowcore, *argv, load_plugins="sql", timeout=120)
     assert "Traceback" not in done.stderr, done.stderr
     assert done.stdout, done.stderr
     return done.returncode, done.stdout
