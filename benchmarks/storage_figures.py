@@ -92,6 +92,29 @@ class Figures:
                 reporter.write_line(line)
 
 
+async def many_sessions(
+    storage: SessionStorage, prefix: str, context: dict[str, Any], *, warmup: int = 0
+) -> dict[str, Any]:
+    """32 sessions (ids ``prefix-0`` ...) stepped at once, 100 steps each (after ``warmup``
+    steps each, untimed): the percentiles of a step, and the steps a second."""
+    runner = FlowRunner(GRAPH, storage)
+    ids = [f"{prefix}-{i}" for i in range(32)]
+    for session_id in ids:
+        await storage.delete(session_id)
+        await runner.create_session(session_id, context=context)
+
+    async def keep_stepping(session_id: str, steps: int) -> list[float]:
+        return await timed(lambda: runner.run(session_id), steps)
+
+    if warmup:
+        await asyncio.gather(*(keep_stepping(s, warmup) for s in ids))
+    started = time.perf_counter()
+    samples = await asyncio.gather(*(keep_stepping(s, 100) for s in ids))
+    elapsed = time.perf_counter() - started
+    steps = [s for each in samples for s in each]
+    return {**percentiles(steps), "steps/s": round(len(steps) / elapsed)}
+
+
 async def hot_session(storages: list[SessionStorage], rounds: int) -> dict[str, Any]:
     """64 runners over ``storages`` (opened here, closed after) run one session at once,
     ``rounds`` times: each run commits or is refused with SessionConflict, and no update is lost.

@@ -47,7 +47,16 @@ from flowcore import (
     SessionConflict,
 )
 
-from .storage_figures import GRAPH, Figures, context_of, hot_session, percentiles, run, timed
+from .storage_figures import (
+    GRAPH,
+    Figures,
+    context_of,
+    hot_session,
+    many_sessions,
+    percentiles,
+    run,
+    timed,
+)
 
 REDIS_URL = os.environ.get("FLOWCORE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 POSTGRES_URL = os.environ.get(
@@ -250,30 +259,12 @@ def test_step_on_redis_beside_the_raw_floor_and_postgres(benchmark: Any, size: s
 
 @pytest.mark.parametrize("size", SIZES)
 def test_throughput_with_32_sessions(benchmark: Any, size: str) -> None:
-    per_session = 100
-
     async def measure() -> None:
         async with storage() as redis_storage:
-            runner = FlowRunner(GRAPH, redis_storage)
-            ids = [f"many-{size}-{i}" for i in range(32)]
-            for session_id in ids:
-                await redis_storage.delete(session_id)
-                await runner.create_session(session_id, context=context_of(SIZES[size]))
-
-            async def keep_stepping(session_id: str) -> list[float]:
-                return await timed(lambda: runner.run(session_id), per_session)
-
-            await asyncio.gather(*(timed(lambda s=s: runner.run(s), 10) for s in ids))  # warm-up
-            started = time.perf_counter()
-            samples = await asyncio.gather(*(keep_stepping(s) for s in ids))
-            elapsed = time.perf_counter() - started
-        steps = [s for each in samples for s in each]
-        record(
-            benchmark,
-            f"Redis: 32 sessions at once, {size}",
-            **percentiles(steps),
-            **{"steps/s": round(len(steps) / elapsed)},
-        )
+            figures = await many_sessions(
+                redis_storage, f"many-{size}", context_of(SIZES[size]), warmup=10
+            )
+        record(benchmark, f"Redis: 32 sessions at once, {size}", **figures)
 
     run(benchmark, measure)
 

@@ -28,7 +28,6 @@ import asyncio
 import os
 import re
 import sqlite3
-import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime, timezone
@@ -48,7 +47,16 @@ from flowcore import (
 )
 from flowcore.codec import encode_session
 
-from .storage_figures import GRAPH, Figures, context_of, hot_session, percentiles, run, timed
+from .storage_figures import (
+    GRAPH,
+    Figures,
+    context_of,
+    hot_session,
+    many_sessions,
+    percentiles,
+    run,
+    timed,
+)
 
 POSTGRES_URL = os.environ.get(
     "FLOWCORE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
@@ -177,29 +185,11 @@ def test_throughput_with_32_sessions(
     benchmark: Any, backend: tuple[str, str | None], tmp_path: Path
 ) -> None:
     name, url = backend
-    per_session = 100
 
     async def measure() -> None:
         async with open_backend(name, tmp_path, url) as storage:
-            runner = FlowRunner(GRAPH, storage)
-            ids = [f"many-{i}" for i in range(32)]
-            for session_id in ids:
-                await storage.delete(session_id)
-                await runner.create_session(session_id, context=context_of(1024))
-
-            async def keep_stepping(session_id: str) -> list[float]:
-                return await timed(lambda: runner.run(session_id), per_session)
-
-            started = time.perf_counter()
-            samples = await asyncio.gather(*(keep_stepping(s) for s in ids))
-            elapsed = time.perf_counter() - started
-        steps = [s for each in samples for s in each]
-        record(
-            benchmark,
-            f"{label(name)}: 32 sessions at once, 1KB",
-            **percentiles(steps),
-            **{"steps/s": round(len(steps) / elapsed)},
-        )
+            figures = await many_sessions(storage, "many", context_of(1024))
+        record(benchmark, f"{label(name)}: 32 sessions at once, 1KB", **figures)
 
     run(benchmark, measure)
 
