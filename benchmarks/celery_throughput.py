@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import signal
 import statistics
@@ -36,7 +37,9 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -150,6 +153,21 @@ class Worker:
         return self.log.read_text(errors="replace").count("SessionConflict; step sent again")
 
 
+@contextlib.contextmanager
+def workers(storage_url: str, concurrency: int, log: Path, level: str = "WARNING") -> Iterator[Any]:
+    """A queue of its own, a worker with ``concurrency`` pool processes on it, and the Celery
+    app that submits to it; stopped, closed and deleted after the block."""
+    queue = f"fc-bench-{uuid.uuid4().hex[:10]}"
+    worker = Worker(queue, storage_url, concurrency, log, level=level)
+    client = make_app(queue, storage_url)
+    try:
+        yield worker, client
+    finally:
+        worker.stop()
+        client.close()
+        delete_queue(queue)
+
+
 async def create_sessions(storage_url: str, count: int, prefix: str) -> None:
     async with open_storage(storage_url) as storage:
         runner = FlowRunner(graph, storage)
@@ -165,12 +183,9 @@ async def create_sessions(storage_url: str, count: int, prefix: str) -> None:
 def through_celery(storage_url: str, sessions: int, concurrency: int, logs: Path) -> dict:
     import flowcore_celery
 
-    queue = f"fc-bench-{uuid.uuid4().hex[:10]}"
     prefix = f"c{concurrency}-{uuid.uuid4().hex[:6]}"
     asyncio.run(create_sessions(storage_url, sessions, prefix))
-    worker = Worker(queue, storage_url, concurrency, logs / f"worker-{concurrency}.log")
-    client = make_app(queue, storage_url)
-    try:
+    with workers(storage_url, concurrency, logs / f"worker-{concurrency}.log") as (worker, client):
         started = time.perf_counter()
         results = [
             flowcore_celery.submit(client, f"{prefix}-{n}", check=False) for n in range(sessions)
@@ -178,15 +193,11 @@ def through_celery(storage_url: str, sessions: int, concurrency: int, logs: Path
         submitted = time.perf_counter() - started
         steps = sum(result.get(timeout=3600)["steps"] for result in results)
         elapsed = time.perf_counter() - started
-    finally:
-        worker.stop()
-        client.close()
-        delete_queue(queue)
     return {
         "steps": steps,
         "seconds": elapsed,
         "submit_seconds": submitted,
-        "conflicts": worker.conflicts(),
+        "conflicts": worker.conflicts(),  # its log outlives it
     }
 
 
@@ -226,10 +237,7 @@ def latency(storage_url: str, steps: int, logs: Path) -> dict:
 
     direct_times = asyncio.run(direct())
     asyncio.run(create_sessions(storage_url, sessions, prefix + "-c"))
-    queue = f"fc-bench-{uuid.uuid4().hex[:10]}"
-    worker = Worker(queue, storage_url, 1, logs / "worker-latency.log")
-    client = make_app(queue, storage_url)
-    try:
+    with workers(storage_url, 1, logs / "worker-latency.log") as (_, client):
         flowcore_celery.submit(client, f"{prefix}-c-0", drive=False, check=False).get()  # warm
         celery_times = []
         for n in range(1, sessions):
@@ -237,10 +245,6 @@ def latency(storage_url: str, steps: int, logs: Path) -> dict:
                 started = time.perf_counter()
                 flowcore_celery.submit(client, f"{prefix}-c-{n}", drive=False, check=False).get()
                 celery_times.append(time.perf_counter() - started)
-    finally:
-        worker.stop()
-        client.close()
-        delete_queue(queue)
     return {"direct": direct_times, "celery": celery_times[:steps]}
 
 
@@ -256,11 +260,8 @@ def hot_session(storage_url: str, count: int, logs: Path) -> dict:
             )
 
     asyncio.run(create())
-    queue = f"fc-bench-{uuid.uuid4().hex[:10]}"
-    worker = Worker(queue, storage_url, 4, logs / "worker-hot.log", level="INFO")
-    client = make_app(queue, storage_url)
-    time.sleep(2)  # every pool process has opened its storage: all four take steps at once
-    try:
+    with workers(storage_url, 4, logs / "worker-hot.log", level="INFO") as (worker, client):
+        time.sleep(2)  # every pool process has opened its storage: all four take steps at once
         started = time.perf_counter()
         results = [
             flowcore_celery.submit(client, session_id, drive=False, check=False)
@@ -268,10 +269,6 @@ def hot_session(storage_url: str, count: int, logs: Path) -> dict:
         ]
         statuses = [result.get(timeout=600)["status"] for result in results]
         elapsed = time.perf_counter() - started
-    finally:
-        worker.stop()
-        client.close()
-        delete_queue(queue)
     return {
         "seconds": elapsed,
         "conflicts": worker.conflicts(),
