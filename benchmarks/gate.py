@@ -19,9 +19,9 @@ What fails the gate (each figure is µs per operation, in the workload's fastest
    slower the reference kernel runs now than when the baseline was recorded (a host that runs
    everything 5x slower today is no regression): a loose net under the ratios of check 2.
 
-A failing check is measured once more before the gate fails. Without ``baseline.json`` the
-checks that need it are skipped, never failed. The targets in ``bounds.json`` are reported,
-not gated.
+A failing check is measured once more, in a fresh process, before the gate fails. Without
+``baseline.json`` the checks that need it are skipped, never failed. The targets in
+``bounds.json`` are reported, not gated.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import argparse
 import asyncio
 import json
 import os
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -244,6 +245,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--update-baseline", action="store_true")
     parser.add_argument("--rounds", type=int, default=ROUNDS, help=f"default {ROUNDS}")
+    parser.add_argument(
+        "--baseline", type=Path, default=BASELINE, help="default: benchmarks/baseline.json"
+    )
+    parser.add_argument(
+        "--once", action="store_true", help="measure once: no second measurement on a failure"
+    )
     args = parser.parse_args()
     bounds = json.loads(BOUNDS.read_text())
     figures = measure(args.rounds)
@@ -253,16 +260,22 @@ def main() -> int:
     if args.update_baseline:
         write_baseline(figures, found)
         return 0
-    baseline = json.loads(BASELINE.read_text()) if BASELINE.exists() else {}
+    baseline = json.loads(args.baseline.read_text()) if args.baseline.exists() else {}
     if not baseline:
-        print("\nno baseline.json: the baseline checks are skipped")
+        print("\nno baseline: the baseline checks are skipped")
     failures = check(figures, found, bounds, baseline)
-    if failures:
-        print("\nthe gate failed; measuring once more:", *failures, sep="\n  ")
-        figures = measure(args.rounds)
-        found = ratios(figures)
-        report(figures, found)
-        failures = check(figures, found, bounds, baseline)
+    if failures and not args.once:
+        # In a fresh process: one process was seen to run the pure-Python step a third
+        # slower for its whole life (its second measurement too) while fresh processes on the
+        # same machine did not; a regression in the code shows in every process.
+        print(
+            "\nthe gate failed; measuring once more, in a fresh process:",
+            *failures,
+            sep="\n  ",
+            flush=True,
+        )
+        again = [sys.executable, __file__, "--once", "--rounds", str(args.rounds)]
+        return subprocess.run([*again, "--baseline", str(args.baseline)], check=False).returncode
     if failures:
         print("\nbenchmark gate FAILED:", *failures, sep="\n  ")
         return 1

@@ -1,10 +1,18 @@
-"""The benchmark gate's checks (benchmarks/gate.py), on figures made up for the purpose."""
+"""The benchmark gate (benchmarks/gate.py): its checks, on figures made up for the purpose, and
+how it measures again."""
 
 from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 from benchmarks.gate import check, ratios
 from flowcore.testing._timing import Rounds
 
+ROOT = Path(__file__).resolve().parent.parent
 BOUNDS = {"tolerance": 0.25, "backstop": 3.0, "max_ratio": {}}
 BASE_FASTEST = {
     "test_reference_kernel": 0.1,
@@ -76,3 +84,43 @@ def test_a_slow_spell_in_some_rounds_does_not_move_a_ratio():
 
     assert ratios(busy) == ratios(calm)
     assert check(busy, ratios(busy), BOUNDS, baseline()) == []
+
+
+def run_gate(tmp_path: Path, scale: float) -> subprocess.CompletedProcess[str]:
+    """benchmarks/gate.py, in 3 rounds, against the committed baseline's ratios times ``scale``."""
+    committed = json.loads((ROOT / "benchmarks" / "baseline.json").read_text())
+    baseline = tmp_path / "baseline.json"
+    ratios = {name: value * scale for name, value in committed["ratios"].items()}
+    baseline.write_text(json.dumps({"ratios": ratios, "min_us": committed["min_us"]}))
+    gate = [sys.executable, str(ROOT / "benchmarks" / "gate.py"), "--rounds", "3"]
+    # The gate times both implementations itself, whichever one this test run imports.
+    env = {k: v for k, v in os.environ.items() if k != "FLOWCORE_NO_EXTENSIONS"}
+    return subprocess.run(
+        [*gate, "--baseline", str(baseline)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_a_failing_gate_measures_once_more_in_a_fresh_process_then_fails(tmp_path: Path):
+    done = run_gate(tmp_path, scale=0.01)  # no step is 100x faster than the baseline says
+
+    assert done.returncode == 1, done.stderr
+    first, _, second = done.stdout.partition("measuring once more, in a fresh process:")
+    assert second, done.stdout
+    assert "ratios (of the fastest rounds)" in first
+    assert "ratios (of the fastest rounds)" in second  # measured again, by the new process
+    assert "benchmark gate FAILED:" in second
+    assert second.count("measuring once more") == 0  # and only once
+
+
+def test_a_passing_gate_measures_once(tmp_path: Path):
+    done = run_gate(tmp_path, scale=100.0)
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "measuring once more" not in done.stdout
+    assert done.stdout.count("ratios (of the fastest rounds)") == 1
+    assert done.stdout.rstrip().endswith("benchmark gate passed")
