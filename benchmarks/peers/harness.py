@@ -127,22 +127,14 @@ def rows(cases: Sequence[Case]) -> list[dict[str, Any]]:
     return out
 
 
-def figure(us: float) -> str:
-    """µs to the precision a noisy median deserves: three significant digits, thousands split."""
-    if us >= 100:
-        return f"{us:,.0f}"
-    if us >= 10:
-        return f"{us:.1f}"
-    return f"{us:.2f}"
-
-
-def times(ratio: float) -> str:
-    """A ratio to three significant digits: 1.07, 26.8, 112."""
-    if ratio >= 100:
-        return f"{ratio:,.0f}"
-    if ratio >= 10:
-        return f"{ratio:.1f}"
-    return f"{ratio:.2f}"
+def figure(value: float) -> str:
+    """µs or a ratio to the precision a noisy median deserves: three significant digits,
+    thousands split (1.07, 26.8, 112, 1,234)."""
+    if value >= 100:
+        return f"{value:,.0f}"
+    if value >= 10:
+        return f"{value:.1f}"
+    return f"{value:.2f}"
 
 
 def markdown_table(table: Sequence[dict[str, Any]], skipped: Sequence[Skipped] = ()) -> str:
@@ -155,7 +147,7 @@ def markdown_table(table: Sequence[dict[str, Any]], skipped: Sequence[Skipped] =
         cells = []
         for row in table:
             if row["workload"] == workload:
-                ratio = "" if row["ratio"] is None else f"{times(row['ratio'])}x"
+                ratio = "" if row["ratio"] is None else f"{figure(row['ratio'])}x"
                 spread = f"{figure(row['min_us'])} / {figure(row['max_us'])}"
                 cells.append(
                     f"| {row['library']} {row['version']} | {row['how']} "
